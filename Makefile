@@ -1,0 +1,72 @@
+# One entry point for set-up and everyday tasks. Every target installs what it needs first and is
+# idempotent: a second run does no harm and little work.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create the venv and install the pinned dependencies
+
+$(DAGSTER_HOME)/dagster.yaml: dagster_project/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster_project/dagster.yaml $@
+
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	$(BIN)/ndvi-dbt parse --quiet
+	touch $@
+
+manifest: $(MANIFEST) ## prepare dbt's manifest.json (needed by dagster-dbt at import)
+
+db-start: $(STAMP) ## start the embedded PostGIS (no-op with DATABASE_URL or when running)
+	$(BIN)/ndvi-db start
+
+db-stop: ## stop the embedded PostGIS
+	@if [ -x $(BIN)/ndvi-db ]; then $(BIN)/ndvi-db stop; else echo "nothing installed, nothing to stop"; fi
+
+db-status: $(STAMP) ## show whether the embedded PostGIS runs, and where
+	$(BIN)/ndvi-db status
+
+demo: db-start $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml ## generate sample data, materialise every asset for two years
+	$(BIN)/ndvi-demo
+
+test: db-start $(MANIFEST) ## set up, then run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+dev: db-start $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://$(HOST):$(PORT) (Ctrl-C stops it)
+	set -m; $(BIN)/dagster dev -h $(HOST) -p $(PORT)
+
+dbt-build: db-start $(MANIFEST) ## plain `dbt build` (every year in raw.ndvi_composites) against the same database
+	$(BIN)/ndvi-dbt build
+
+dbt-docs: db-start $(MANIFEST) ## generate dbt docs into dbt_project/target
+	$(BIN)/ndvi-dbt docs generate
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+benchmark: db-start $(MANIFEST) ## print speed figures against a baseline
+	$(BIN)/python benchmarks/zonal_stats.py
+
+clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
+	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target

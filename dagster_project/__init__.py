@@ -1,0 +1,1 @@
+"""Dagster wiring of the NDVI pipeline: thin assets that call into ``ingestion``."""

@@ -1,0 +1,5 @@
+"""The code location loaded by ``dagster dev`` (see workspace.yaml)."""
+
+import dagster as dg
+
+defs = dg.Definitions(assets=[])

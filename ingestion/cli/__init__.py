@@ -1,0 +1,1 @@
+"""Console scripts declared in pyproject.toml."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: a real PostGIS (the embedded cluster's ``ndvi_test`` database, or ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingestion.db.connection import embedded_dsn, uses_embedded
+from ingestion.db.embedded import EmbeddedCluster
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A PostGIS database for the whole session; exported as ``DATABASE_URL`` so every layer uses it."""
+    if uses_embedded():
+        EmbeddedCluster.from_env().start()
+        url = embedded_dsn("ndvi_test")
+    else:
+        url = os.environ["DATABASE_URL"]
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    yield url
+    if previous is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = previous
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
