@@ -44,3 +44,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"reference data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_area(tmp_path_factory) -> dict:
+    """The synthetic demo area for 2019 and 2024 (plus 2021 all cloud), generated once per session."""
+    from ingestion.sample.generator import generate
+
+    out = tmp_path_factory.mktemp("sample")
+    manifest = generate(out, [2019, 2021, 2024], seed=7, all_cloud_years=(2021,))
+    manifest["root"] = out
+    return manifest

@@ -17,7 +17,7 @@ BAND_NAMES = ("ndvi_median", "valid_observations")
 def write_composite_cog(composite: Composite, path: Path) -> Path:
     """Write a 2-band float32 COG (band 1 median NDVI, band 2 clear-observation count; nodata -9999).
 
-    Tiled 512 px, DEFLATE, overviews. Written to a temporary file then renamed, so a failed write leaves
+    Tiled 256 px, DEFLATE, overviews. Written to a temporary file then renamed, so a failed write leaves
     any previous file untouched.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def write_composite_cog(composite: Composite, path: Path) -> Path:
     profile = {
         "driver": "COG", "dtype": "float32", "count": 2, "width": gbox.width, "height": gbox.height,
         "crs": str(gbox.crs), "transform": gbox.transform, "nodata": NODATA, "compress": "deflate",
-        "blocksize": 512, "overview_resampling": "nearest",
+        "blocksize": 256, "overview_resampling": "nearest",
     }
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(ndvi, 1)
