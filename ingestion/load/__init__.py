@@ -1,0 +1,1 @@
+"""Loading districts and composites into PostGIS (schema ``raw``)."""

@@ -1,0 +1,100 @@
+"""Read and validate districts and the area boundary from any OGR-readable file or URL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+import shapely
+from shapely.geometry import MultiPolygon
+from shapely.geometry.base import BaseGeometry
+
+from ingestion.config import DistrictsConfig
+
+log = logging.getLogger(__name__)
+
+
+class VectorInputError(ValueError):
+    """A districts or boundary file is unusable; the message names the file, layer or column and the fix."""
+
+
+def _read(path: str, layer: str | None, what: str) -> gpd.GeoDataFrame:
+    is_url = "://" in path or path.startswith("/vsi")
+    if not is_url and not Path(path).exists():
+        raise VectorInputError(f"{what} file {path} does not exist; fix the path in the area config")
+    try:
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+    except Exception as exc:  # noqa: BLE001 - any OGR failure means: not a readable vector file
+        raise VectorInputError(f"{what} file {path} cannot be read as vector data: {exc}") from None
+    if layer is not None and layer not in layers:
+        raise VectorInputError(f"{what} file {path} has no layer {layer!r}; layers: {', '.join(layers)}")
+    if layer is None and len(layers) > 1:
+        log.warning("%s file %s has layers %s; using the first (set 'layer' to choose)", what, path, layers)
+    try:
+        gdf = gpd.read_file(path, layer=layer)
+    except Exception as exc:  # noqa: BLE001
+        raise VectorInputError(f"{what} file {path} (layer {layer or layers[0]!r}) cannot be read: {exc}") from None
+    if gdf.empty:
+        raise VectorInputError(f"{what} file {path} (layer {layer or layers[0]!r}) has no features")
+    if gdf.crs is None:
+        raise VectorInputError(f"{what} file {path} has no CRS; assign one (e.g. ogr2ogr -a_srs EPSG:28992)")
+    return gdf
+
+
+def _repair(gdf: gpd.GeoDataFrame, label_column: str | None, what: str, path: str) -> gpd.GeoDataFrame:
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        labels = gdf.loc[invalid, label_column].tolist() if label_column else gdf.index[invalid].tolist()
+        log.warning("%s file %s: repaired invalid geometries with make_valid: %s", what, path, labels)
+        gdf = gdf.copy()
+        gdf.loc[invalid, "geometry"] = shapely.make_valid(gdf.loc[invalid, "geometry"].values)
+    # keep the polygonal part only (make_valid may return collections with lines)
+    gdf["geometry"] = [_as_multipolygon(g) for g in gdf.geometry]
+    empty = gdf.geometry.is_empty
+    if empty.any():
+        labels = gdf.loc[empty, label_column].tolist() if label_column else gdf.index[empty].tolist()
+        raise VectorInputError(f"{what} file {path}: features {labels} have no polygon area")
+    return gdf
+
+
+def _as_multipolygon(geom: BaseGeometry | None) -> MultiPolygon:
+    if geom is None:
+        return MultiPolygon()
+    polys = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
+    parts = [p for g in polys for p in shapely.get_parts(g)]
+    return MultiPolygon(parts)
+
+
+def read_districts(cfg: DistrictsConfig) -> gpd.GeoDataFrame:
+    """Districts as ``district_code`` (text, unique, non-empty), ``district_name``, MultiPolygon geometry,
+    in the file's own CRS. Invalid geometries are repaired with a warning naming them."""
+    gdf = _read(cfg.path, cfg.layer, "districts")
+    if cfg.code_column not in gdf.columns:
+        columns = ", ".join(c for c in gdf.columns if c != "geometry")
+        raise VectorInputError(f"districts file {cfg.path} has no column {cfg.code_column!r} "
+                               f"(columns: {columns}); set districts.code_column")
+    codes = gdf[cfg.code_column].astype("string").str.strip()
+    if codes.isna().any() or (codes == "").any():
+        rows = gdf.index[codes.isna() | (codes == "")].tolist()
+        raise VectorInputError(f"districts file {cfg.path}: empty {cfg.code_column!r} in rows {rows}")
+    if codes.duplicated().any():
+        dups = sorted(codes[codes.duplicated()].unique())
+        raise VectorInputError(f"districts file {cfg.path}: duplicate {cfg.code_column!r} values {dups}")
+    if cfg.name_column and cfg.name_column in gdf.columns:
+        names = gdf[cfg.name_column].astype("string")
+    else:
+        names = codes
+    out = gpd.GeoDataFrame({"district_code": codes.astype(str), "district_name": names.astype(str)},
+                           geometry=gdf.geometry.values, crs=gdf.crs)
+    out = _repair(out, "district_code", "districts", cfg.path)
+    log.info("districts: %d read from %s (CRS %s)", len(out), cfg.path, out.crs.to_string())
+    return out
+
+
+def read_boundary(path: str, crs: str) -> BaseGeometry:
+    """The union of a boundary file's polygons, reprojected to ``crs``."""
+    gdf = _read(path, None, "boundary").to_crs(crs)
+    gdf = _repair(gdf, None, "boundary", path)
+    return gdf.union_all()
