@@ -1,0 +1,1 @@
+"""Asset modules, one per step: vector inputs, imagery, dbt models, exports."""

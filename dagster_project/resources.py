@@ -1,0 +1,43 @@
+"""Dagster resources: the PostGIS connection and dbt, both pointed at the same database."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+from dagster_dbt import DbtCliResource, DbtProject
+
+from ingestion.db.connection import connect, pg_environment, resolve_dsn
+from ingestion.paths import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+class PostGISResource(dg.ConfigurableResource):
+    """Connections to the pipeline database: ``dsn`` if given, else ``DATABASE_URL``/``PG*``/embedded."""
+
+    dsn: str | None = None
+
+    def connect(self) -> psycopg.Connection:
+        return connect(self.dsn)
+
+    def pg_environment(self) -> dict[str, str]:
+        """The same database as libpq variables (dbt's profile reads these)."""
+        return pg_environment(self.dsn if self.dsn is not None else resolve_dsn())
+
+
+def point_dbt_at(postgis: PostGISResource) -> None:
+    """dagster-dbt runs dbt with this process's environment: give it the database as PG* variables."""
+    os.environ.update(postgis.pg_environment())
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def dbt_resource() -> DbtCliResource:
+    # the dbt of this venv, whether or not the venv is on PATH
+    executable = Path(sys.executable).with_name("dbt")
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
+                          dbt_executable=str(executable) if executable.exists() else "dbt")

@@ -1,0 +1,1 @@
+"""Outputs for people: GeoJSON layers, map classification breaks, PNG previews."""

@@ -1,0 +1,65 @@
+"""PNG previews: the composite raster and the choropleth of the latest statistics."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import geopandas as gpd
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+
+
+def composite_png(ndvi: np.ndarray, title: str, max_pixels: int = 800) -> bytes:
+    """A small PNG of an NDVI array (NaN = grey), decimated so the longer side is at most ``max_pixels``."""
+    step = max(1, int(np.ceil(max(ndvi.shape) / max_pixels)))
+    fig, ax = plt.subplots(figsize=(6, 6 * ndvi.shape[0] / max(ndvi.shape[1], 1) + 0.6), dpi=100)
+    cmap = plt.get_cmap("RdYlGn").copy()
+    cmap.set_bad("#bbbbbb")
+    im = ax.imshow(np.ma.masked_invalid(ndvi[::step, ::step]), cmap=cmap, vmin=-0.2, vmax=0.9)
+    ax.set_title(title)
+    ax.set_axis_off()
+    fig.colorbar(im, ax=ax, shrink=0.7, label="NDVI")
+    return _png(fig)
+
+
+def choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: str, path: Path | None = None) -> bytes:
+    """A choropleth of ``column`` classed by ``breaks`` (districts without a value hatched grey)."""
+    edges = [breaks["min"] - 1e-9, *breaks["bins"]]
+    cmap = ListedColormap(breaks["colors"])
+    norm = BoundaryNorm(edges, cmap.N)
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    has = stats[column].notna()
+    if (~has).any():
+        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//")
+    if has.any():
+        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=0.8)
+    for _, row in stats[has].iterrows():
+        p = row.geometry.representative_point()
+        ax.annotate(f"{row[column]:.2f}", (p.x, p.y), ha="center", fontsize=7)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=norm)
+    fig.colorbar(sm, ax=ax, shrink=0.7, label=column)
+    ax.set_title(title)
+    ax.set_axis_off()
+    png = _png(fig)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+    return png
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    """Markdown that embeds ``png`` (shown by the Dagster UI in asset metadata)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

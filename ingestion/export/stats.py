@@ -1,0 +1,42 @@
+"""Read district statistics from the analytics schema, joined to district geometries."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import psycopg
+import shapely
+
+from ingestion.config import validate_year
+
+STAT_COLUMNS = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi", "valid_fraction", "pixel_count")
+
+
+def _frame(conn: psycopg.Connection, query: str, params: tuple) -> gpd.GeoDataFrame:
+    srid = conn.execute("select find_srid('raw', 'districts', 'geometry')").fetchone()[0]
+    cur = conn.execute(query, params)
+    names = [d.name for d in cur.description]
+    rows = cur.fetchall()
+    data = {n: [r[i] for r in rows] for i, n in enumerate(names) if n != "wkb"}
+    geoms = shapely.from_wkb([bytes(r[names.index("wkb")]) for r in rows]) if rows else []
+    return gpd.GeoDataFrame(data, geometry=list(geoms), crs=f"EPSG:{srid}")
+
+
+def yearly_stats(conn: psycopg.Connection, year: int) -> gpd.GeoDataFrame:
+    """Every district with its statistics for ``year`` (NULL stats where none), in the working CRS."""
+    return _frame(conn, """
+        select d.district_code, d.district_name, s.year, s.pixel_count, s.valid_fraction,
+               s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi, st_asbinary(d.geometry) as wkb
+        from raw.districts d
+        left join analytics.ndvi_stats_yearly s on s.district_code = d.district_code and s.year = %s
+        order by d.district_code""", (validate_year(year),))
+
+
+def latest_stats(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    """Every district with its latest statistics and ``source_year`` (NULL where never valid)."""
+    return _frame(conn, """
+        select d.district_code, d.district_name, l.source_year, l.pixel_count, l.valid_fraction,
+               l.min_ndvi, l.max_ndvi, l.mean_ndvi, l.stddev_ndvi, l.updated_at,
+               st_asbinary(d.geometry) as wkb
+        from raw.districts d
+        left join analytics.ndvi_stats_latest l on l.district_code = d.district_code
+        order by d.district_code""", ())

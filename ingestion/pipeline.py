@@ -1,0 +1,136 @@
+"""The pipeline's steps as plain functions (Dagster assets are thin wrappers around these).
+
+Output layout under ``cfg.output_dir`` (mirrors the notebook):
+``aoi/aoi_boundary.gpkg``, ``{year}/composite/ndvi_composite_{year}.tif``,
+``{year}/stats/zonal_stats_{year}.geojson``, ``latest/ndvi_stats_latest.geojson``, ``latest/breaks.json``,
+``latest/ndvi_latest_map.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import psycopg
+from shapely.geometry.base import BaseGeometry
+
+from ingestion.config import AreaConfig, validate_year
+from ingestion.export.breaks import classify, write_breaks
+from ingestion.export.geojson import write_stats_geojson
+from ingestion.export.preview import choropleth_png
+from ingestion.export.stats import latest_stats, yearly_stats
+from ingestion.imagery.cog import write_composite_cog
+from ingestion.imagery.composite import Composite, build_composite
+from ingestion.imagery.grid import target_geobox
+from ingestion.sources.base import SceneQuery, SceneSelection
+from ingestion.sources.registry import load_source
+from ingestion.vector import read_boundary, read_districts
+from ingestion.vector_utils import to_wgs84
+
+log = logging.getLogger(__name__)
+
+
+class NoScenesError(RuntimeError):
+    """No usable scene for a year after filtering; the message gives the counts and reasons."""
+
+
+def composite_path(cfg: AreaConfig, year: int) -> Path:
+    return cfg.output_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
+
+
+def aoi_path(cfg: AreaConfig) -> Path:
+    return cfg.output_dir / "aoi" / "aoi_boundary.gpkg"
+
+
+def prepare_districts(cfg: AreaConfig) -> gpd.GeoDataFrame:
+    """Validated districts in the working CRS (``imagery.working_crs`` or the districts file's own)."""
+    districts = read_districts(cfg.districts)
+    if cfg.imagery.working_crs:
+        districts = districts.to_crs(cfg.imagery.working_crs)
+    if not districts.crs.is_projected:
+        raise ValueError(f"districts file {cfg.districts.path} is in {districts.crs.to_string()}, which is not in "
+                         "metres; set imagery.working_crs to a projected CRS (e.g. EPSG:28992 or a UTM zone)")
+    return districts
+
+
+def build_aoi(cfg: AreaConfig, districts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The area of interest (boundary file, else the union of districts) written to ``aoi_path``."""
+    crs = districts.crs.to_string()
+    geom = read_boundary(cfg.boundary, crs) if cfg.boundary else districts.union_all()
+    if not geom.intersects(districts.union_all()):
+        raise ValueError(f"boundary {cfg.boundary} does not overlap any district")
+    aoi = gpd.GeoDataFrame({"area": [cfg.name]}, geometry=[geom], crs=crs)
+    path = aoi_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aoi.to_file(path, driver="GPKG", layer="aoi")
+    return aoi
+
+
+def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
+    """The stored AOI geometry and its CRS (materialise ``aoi_boundary`` first)."""
+    path = aoi_path(cfg)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first")
+    aoi = gpd.read_file(path)
+    return aoi.union_all(), aoi.crs.to_string()
+
+
+@dataclass
+class YearComposite:
+    year: int
+    path: Path
+    composite: Composite
+    selection: SceneSelection
+    extra: dict = field(default_factory=dict)
+
+
+def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
+    """Select scenes for ``year``, composite them on the area grid and write the COG (atomically)."""
+    year = validate_year(year)
+    aoi, crs = read_aoi(cfg)
+    source = load_source(cfg.imagery.source, **cfg.imagery.options)
+    query = SceneQuery.for_year(to_wgs84(aoi, crs), year, cfg.imagery.months, cfg.imagery.cloud_cover_max)
+    selection = source.select(query)
+    if not selection.items:
+        raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
+                            f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "
+                            f"(cloud limit {cfg.imagery.cloud_cover_max}%, months {cfg.imagery.months})")
+    geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
+    composite = build_composite(selection.items, geobox, cfg.imagery.masked_scl_classes)
+    path = write_composite_cog(composite, composite_path(cfg, year))
+    log.info("composite for %d written to %s", year, path)
+    return YearComposite(year, path, composite, selection)
+
+
+def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:
+    """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``."""
+    year = validate_year(year)
+    path = cfg.output_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
+    return write_stats_geojson(yearly_stats(conn, year), path, cfg.exports.decimals)
+
+
+@dataclass
+class LatestExport:
+    geojson: Path
+    breaks_path: Path
+    map_path: Path
+    breaks: dict
+    map_png: bytes
+    districts: int
+    districts_with_values: int
+
+
+def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
+    """The latest layer, its classification breaks (on mean NDVI) and a PNG map."""
+    stats = latest_stats(conn)
+    out = cfg.output_dir / "latest"
+    geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
+    values = stats["mean_ndvi"].astype(float).to_numpy()
+    breaks = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
+    breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
+    png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
+    return LatestExport(geojson, breaks_path, out / "ndvi_latest_map.png", breaks, png, len(stats),
+                        int(np.isfinite(values).sum()))
