@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +30,23 @@ class PostGISResource(dg.ConfigurableResource):
     def pg_environment(self) -> dict[str, str]:
         """The same database as libpq variables (dbt's profile reads these)."""
         return pg_environment(self.dsn if self.dsn is not None else resolve_dsn())
+
+
+#: Advisory lock key held while dbt runs: dbt's table swaps and first-time table creation are not safe
+#: for two concurrent runs, so runs from different processes (or Dagster deployments) take turns.
+DBT_LOCK_KEY = 7_214_002
+
+
+@contextmanager
+def dbt_lock(postgis: PostGISResource) -> Iterator[None]:
+    """Hold a session advisory lock for the duration of a dbt invocation."""
+    with postgis.connect() as conn:
+        conn.autocommit = True
+        conn.execute("select pg_advisory_lock(%s)", (DBT_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (DBT_LOCK_KEY,))
 
 
 def point_dbt_at(postgis: PostGISResource) -> None:

@@ -25,7 +25,8 @@ from ingestion.export.stats import latest_stats, yearly_stats
 from ingestion.imagery.cog import write_composite_cog
 from ingestion.imagery.composite import Composite, build_composite
 from ingestion.imagery.grid import target_geobox
-from ingestion.sources.base import SceneQuery, SceneSelection
+from ingestion.imagery.radiometry import ItemMetadataError, radiometry
+from ingestion.sources.base import REQUIRED_ASSETS, SceneDecision, SceneQuery, SceneSelection
 from ingestion.sources.registry import load_source
 from ingestion.vector import read_boundary, read_districts
 from ingestion.vector_utils import to_wgs84
@@ -35,6 +36,33 @@ log = logging.getLogger(__name__)
 
 class NoScenesError(RuntimeError):
     """No usable scene for a year after filtering; the message gives the counts and reasons."""
+
+
+class BadItemError(ValueError):
+    """A selected item cannot be used and ``imagery.on_bad_item`` is ``fail``; the message names it."""
+
+
+def screen_items(selection: SceneSelection, policy: str = "drop") -> SceneSelection:
+    """Check each kept item's radiometric metadata; drop bad ones with a logged reason, or raise (``fail``)."""
+    if policy == "fail":
+        for d in selection.dropped:
+            if d.reason.startswith(("missing assets", "bad metadata")):
+                raise BadItemError(f"item {d.item_id}: {d.reason} (set imagery.on_bad_item: drop to skip such items)")
+    kept = []
+    for item in selection.items:
+        try:
+            for key in REQUIRED_ASSETS[:2]:
+                radiometry(item, key)
+        except ItemMetadataError as exc:
+            if policy == "fail":
+                raise BadItemError(f"{exc} (set imagery.on_bad_item: drop to skip such items)") from None
+            log.warning("scene %s: dropped (%s)", item.id, exc)
+            selection.decisions = [d for d in selection.decisions if d.item_id != item.id]
+            selection.decisions.append(SceneDecision(item.id, False, f"bad metadata: {exc}"))
+            continue
+        kept.append(item)
+    selection.items = kept
+    return selection
 
 
 def composite_path(cfg: AreaConfig, year: int) -> Path:
@@ -93,7 +121,7 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     aoi, crs = read_aoi(cfg)
     source = load_source(cfg.imagery.source, **cfg.imagery.options)
     query = SceneQuery.for_year(to_wgs84(aoi, crs), year, cfg.imagery.months, cfg.imagery.cloud_cover_max)
-    selection = source.select(query)
+    selection = screen_items(source.select(query), cfg.imagery.on_bad_item)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "

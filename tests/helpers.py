@@ -54,3 +54,54 @@ def read_on_geobox(path: Path, geobox: GeoBox, band: int = 1) -> np.ndarray:
     with rasterio.open(path) as src:
         window = rasterio.windows.from_bounds(*geobox.boundingbox, transform=src.transform)
         return src.read(band, window=window.round_offsets().round_lengths())
+
+
+class FlakyProxy:
+    """An HTTP proxy on 127.0.0.1 that answers 500 (or stalls ``delay`` seconds) for the first ``fail_first``
+    requests, then forwards to ``upstream``. ``requests`` counts what it received."""
+
+    def __init__(self, upstream: str, fail_first: int = 0, delay: float = 0.0) -> None:
+        import http.server
+        import threading
+
+        self.upstream, self.fail_first, self.delay, self.requests = upstream, fail_first, delay, 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _handle(self):
+                proxy.requests += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                if proxy.requests <= proxy.fail_first:
+                    if proxy.delay:
+                        time.sleep(proxy.delay)
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"code": "InternalError", "description": "injected failure"}')
+                    return
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                             headers={"Content-Type": self.headers.get("Content-Type", "")})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    payload = resp.read().replace(proxy.upstream.encode(), proxy.url.encode())
+                    self.send_response(resp.status)
+                    self.send_header("Content-Type", resp.headers.get("Content-Type", "application/json"))
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from dagster_project.resources import PostGISResource, dbt_project, point_dbt_at
+from dagster_project.resources import PostGISResource, dbt_lock, dbt_project, point_dbt_at
 from dagster_project.settings import year_partitions
 
 #: dbt source table -> the Python asset that loads it.
@@ -39,4 +39,5 @@ def ndvi_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, post
     args = ["build"]
     if context.has_partition_key:
         args += ["--vars", json.dumps({"year": int(context.partition_key)})]
-    yield from dbt.cli(args, context=context).stream()
+    with dbt_lock(postgis):
+        yield from dbt.cli(args, context=context).stream()

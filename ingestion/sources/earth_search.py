@@ -35,6 +35,7 @@ class EarthSearchSource(ImagerySource):
         self.url = url
         self.collection = collection
         self.max_items = max_items
+        self.timeout_seconds = timeout_seconds
         retry = Retry(total=max_retries, backoff_factor=backoff_seconds, status_forcelist=(429, 500, 502, 503, 504),
                       allowed_methods=None, raise_on_status=False)
         self._io = StacApiIO(max_retries=retry, timeout=timeout_seconds)
@@ -42,7 +43,7 @@ class EarthSearchSource(ImagerySource):
     def find_items(self, query: SceneQuery) -> list[pystac.Item]:
         log.info("earth-search: searching %s collection %s", self.url, self.collection)
         try:
-            client = pystac_client.Client.open(self.url, stac_io=self._io)
+            client = pystac_client.Client.open(self.url, stac_io=self._io, timeout=self.timeout_seconds)
             search = client.search(
                 collections=[self.collection],
                 intersects=query.aoi.__geo_interface__,

@@ -1,0 +1,132 @@
+"""Bad districts files and bad configuration: each error names the file, layer, field or value."""
+
+from __future__ import annotations
+
+import logging
+
+import geopandas as gpd
+import pytest
+import yaml
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from ingestion.config import ConfigError, DistrictsConfig, load_config, validate_year
+from ingestion.vector import VectorInputError, read_districts
+
+
+def _write(tmp_path, gdf, name="districts.gpkg", layer="districts"):
+    path = tmp_path / name
+    gdf.to_file(path, layer=layer, driver="GPKG")
+    return str(path)
+
+
+def _districts(codes, crs="EPSG:28992", geoms=None):
+    geoms = geoms or [MultiPolygon([box(i * 100, 0, i * 100 + 90, 90)]) for i in range(len(codes))]
+    return gpd.GeoDataFrame({"district_code": codes, "district_name": [f"n{i}" for i in range(len(codes))]},
+                            geometry=geoms, crs=crs)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VectorInputError, match=f"districts file {tmp_path}/nope.gpkg does not exist"):
+        read_districts(DistrictsConfig(path=str(tmp_path / "nope.gpkg")))
+
+
+def test_unreadable_file(tmp_path):
+    bad = tmp_path / "garbage.gpkg"
+    bad.write_text("this is not a geopackage")
+    with pytest.raises(VectorInputError, match="garbage.gpkg cannot be read as vector data"):
+        read_districts(DistrictsConfig(path=str(bad)))
+
+
+def test_wrong_layer_lists_layers(tmp_path):
+    path = _write(tmp_path, _districts(["A", "B"]))
+    with pytest.raises(VectorInputError, match="has no layer 'wijken'; layers: districts"):
+        read_districts(DistrictsConfig(path=path, layer="wijken"))
+
+
+def test_empty_layer(tmp_path):
+    path = _write(tmp_path, _districts(["A"]).iloc[0:0])
+    with pytest.raises(VectorInputError, match="has no features"):
+        read_districts(DistrictsConfig(path=path))
+
+
+def test_no_crs(tmp_path):
+    path = _write(tmp_path, _districts(["A"]).set_crs(None, allow_override=True))
+    with pytest.raises(VectorInputError, match="has no CRS; assign one"):
+        read_districts(DistrictsConfig(path=path))
+
+
+def test_missing_code_column_lists_columns(tmp_path):
+    path = _write(tmp_path, _districts(["A"]).rename(columns={"district_code": "wijkcode"}))
+    with pytest.raises(VectorInputError, match=r"no column 'district_code' \(columns: wijkcode, district_name\)"):
+        read_districts(DistrictsConfig(path=path))
+
+
+def test_duplicate_and_empty_codes(tmp_path):
+    with pytest.raises(VectorInputError, match=r"duplicate 'district_code' values \['B'\]"):
+        read_districts(DistrictsConfig(path=_write(tmp_path, _districts(["A", "B", "B"]), "dup.gpkg")))
+    with pytest.raises(VectorInputError, match=r"empty 'district_code' in rows \[1\]"):
+        read_districts(DistrictsConfig(path=_write(tmp_path, _districts(["A", " ", "C"]), "empty.gpkg")))
+
+
+def test_invalid_geometry_is_repaired_with_a_warning_naming_it(tmp_path, caplog):
+    bowtie = Polygon([(0, 0), (100, 100), (100, 0), (0, 100), (0, 0)])
+    gdf = _districts(["OK", "BOW"], geoms=[MultiPolygon([box(200, 0, 300, 100)]), bowtie])
+    with caplog.at_level(logging.WARNING):
+        out = read_districts(DistrictsConfig(path=_write(tmp_path, gdf)))
+    assert "repaired invalid geometries" in caplog.text and "BOW" in caplog.text and "'OK'" not in caplog.text
+    assert out.geometry.is_valid.all()
+    assert out.geometry.iloc[1].geom_type == "MultiPolygon"
+    assert out.geometry.iloc[1].area == pytest.approx(5000)  # two triangles of the bow-tie
+
+
+def _config(tmp_path, **imagery):
+    raw = {"districts": {"path": "d.gpkg"}, "years": [2024],
+           "imagery": {"source": "local-stac", "options": {"catalog_path": "c.json"}, **imagery}}
+    return raw
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"imagery": {"source": "sentinel-hub"}}, r"imagery.source: unknown plugin .sentinel-hub.; installed: "),
+    ({"years": [2013]}, r"years: 2013 is outside 2015\.\."),
+    ({"years": ["2024; drop table x"]}, r"'2024; drop table x' is not a year"),
+    ({"years": []}, "years: must be a non-empty list"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_max": 150}}, r"cloud_cover_max: must be a number in \(0, 100\]"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_max": -1}}, "cloud_cover_max"),
+    ({"imagery": {"source": "local-stac", "masked_scl_classes": [3, "clouds"]}},
+     r"masked_scl_classes: unknown SCL class 'clouds'"),
+    ({"imagery": {"source": "local-stac", "months": [9, 4]}}, "imagery.months"),
+    ({"exports": {"scheme": "Magic"}}, "exports.scheme: must be one of"),
+    ({"exports": {"k": 1}}, "exports.k"),
+    ({"colour": 1}, "colour: unknown key"),
+    ({"districts": {}}, "districts.path: required"),
+])
+def test_bad_config_values_name_file_and_field(tmp_path, change, message):
+    raw = _config(tmp_path)
+    raw.update(change)
+    path = tmp_path / "area.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_config_paths_resolve_relative_to_file_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("NDVI_DATA_DIR", str(tmp_path / "out"))
+    raw = _config(tmp_path)
+    raw["imagery"]["options"]["catalog_path"] = "${NDVI_DATA_DIR}/cat/catalog.json"
+    path = tmp_path / "cfg" / "area.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    assert cfg.districts.path == str(tmp_path / "cfg" / "d.gpkg")
+    assert cfg.imagery.options["catalog_path"] == str(tmp_path / "out" / "cat" / "catalog.json")
+    assert cfg.output_dir == tmp_path / "out"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_year_validation():
+    assert validate_year("2024") == 2024
+    for bad in ("2024; drop table x", 2024.5, True, None, "1999", 3000):
+        with pytest.raises(ConfigError):
+            validate_year(bad)
