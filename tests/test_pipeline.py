@@ -166,3 +166,28 @@ def test_latest_independent_of_order_rerun_is_noop_and_all_cloud_keeps_values(ar
                               " from analytics.ndvi_stats_yearly where year = 2021").fetchall()
     assert cloudy and all(r[0] == 0 and r[1] == 0 and r[2] is None and r[3] is None and r[4] > 0 for r in cloudy)
     assert _latest(area["url"]) == forwards
+
+
+def _yearly(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("select district_code, year, pixel_count, district_pixel_count, min_ndvi, max_ndvi,"
+                            " mean_ndvi, stddev_ndvi from analytics.ndvi_stats_yearly order by 1, 2").fetchall()
+
+
+def test_two_years_materialised_at_once_by_two_processes(area):
+    reset_database(area["url"], area["out"])
+    _run(area, [2019, 2024])
+    sequential_yearly, sequential_latest = _yearly(area["url"]), _latest(area["url"])
+
+    reset_database(area["url"], area["out"])
+    _run(area, [], inputs=True)
+    script = ("import sys; from dagster_project.runner import materialize_area;"
+              "ok = all(r.success for r in materialize_area([int(sys.argv[1])], inputs=False));"
+              "sys.exit(0 if ok else 1)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(year)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for year in (2024, 2019)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-4000:]
+    assert _yearly(area["url"]) == sequential_yearly
+    assert [r[:-1] for r in _latest(area["url"])] == [r[:-1] for r in sequential_latest]

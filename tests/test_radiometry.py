@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pystac
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -99,3 +99,36 @@ def test_scl_classes_by_name_or_id_and_unknown_rejected():
         validate_classes([12])
     with pytest.raises(ValueError, match="unknown SCL class 'clouds'"):
         validate_classes(["clouds"])
+
+
+@settings(deadline=None)
+@given(hnp.arrays(np.float32, (6, 3, 4), elements=st.floats(-1, 1, width=32) | st.just(np.nan)),
+       st.lists(st.integers(0, 3), min_size=6, max_size=6))
+def test_composite_pixels_one_observation_per_day_and_no_nan_escape(stack, days):
+    from ingestion.imagery.composite import composite_pixels
+
+    day_index = np.array(sorted(days))
+    median, count = composite_pixels(stack, day_index)
+    assert not np.isinf(median).any()
+    for y in range(3):
+        for x in range(4):
+            per_day = []
+            for day in np.unique(day_index):
+                values = [v for v in stack[day_index == day, y, x] if not np.isnan(v)]
+                if values:
+                    per_day.append(values[0])  # the first clear product of the day
+            assert count[y, x] == len(per_day)
+            if per_day:
+                assert median[y, x] == pytest.approx(np.median(per_day), abs=1e-6)
+            else:
+                assert np.isnan(median[y, x])
+
+
+@given(hnp.arrays(np.uint16, 40), st.sampled_from([0.0, -0.1]))
+def test_reflectance_is_finite_except_nodata(dn, offset):
+    from ingestion.imagery.radiometry import Radiometry
+
+    refl = reflectance(dn, Radiometry(0.0001, offset, "test"))
+    assert np.isnan(refl[dn == 0]).all()
+    assert np.isfinite(refl[dn != 0]).all()
+    np.testing.assert_allclose(refl[dn != 0], dn[dn != 0] * 0.0001 + offset, rtol=1e-5, atol=1e-6)
