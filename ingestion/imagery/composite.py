@@ -24,6 +24,7 @@ from odc.geo.geobox import GeoBox
 
 from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES, clear_mask
 from ingestion.imagery.radiometry import Radiometry, ndvi, radiometry, reflectance
+from ingestion.sources.base import acquired
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ class Composite:
 
 def acquisition_day(item: pystac.Item) -> dt.date:
     """UTC date of acquisition (Sentinel-2 passes over Europe late morning, so UTC date = local date)."""
-    return item.datetime.astimezone(dt.UTC).date()
+    day = acquired(item)
+    if day is None:
+        raise ValueError(f"item {item.id} has no datetime")
+    return day
 
 
 def _mosaic_order(item: pystac.Item) -> tuple:
