@@ -124,7 +124,10 @@ def true_ndvi(area: SampleArea, year: int, seed: int, reference: dict[str, float
     for i, mean in enumerate(district_means(area, year, seed, reference)):
         inside = ids == i + 1
         if inside.any():
-            values[inside] = mean + texture[inside] - texture[inside].mean()
+            local = texture[inside] - texture[inside].mean()
+            # shrink the texture where it would leave [-0.4, 0.8], so the district mean stays exact
+            room = min(1.0, (0.8 - mean) / max(local.max(), 1e-9), (mean + 0.4) / max(-local.min(), 1e-9))
+            values[inside] = mean + max(room, 0.0) * local
     return values.clip(-0.4, 0.8).astype(np.float32)
 
 
