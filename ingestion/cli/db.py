@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stop":
             if not cluster.stop():
                 print("Embedded PostgreSQL is not running")
-        elif args.command == "url":
+        if args.command == "url":
             print(resolve_dsn())
-        print(cluster.status()) if args.command != "url" else None
+        else:
+            print(cluster.status())
     except MissingPackagesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import dask.array as da
 import numpy as np
 import odc.stac
 import pystac
+import rasterio
 import rasterio.errors
 from odc.geo.geobox import GeoBox
 
@@ -94,8 +95,8 @@ def _clear_ndvi_block(red: np.ndarray, nir: np.ndarray, scl: np.ndarray, red_rad
     return np.where(clear_mask(scl, masked), value, np.float32(np.nan))
 
 
-def _item_ndvi(item: pystac.Item, geobox: GeoBox, masked: frozenset[int], chunk: int) -> da.Array:
-    red_rad, nir_rad = radiometry(item, "red"), radiometry(item, "nir")
+def _item_ndvi(item: pystac.Item, geobox: GeoBox, masked: frozenset[int], chunk: int,
+               red_rad: Radiometry, nir_rad: Radiometry) -> da.Array:
     ds = odc.stac.load([item], bands=["red", "nir", "scl"], geobox=geobox, chunks={"x": chunk, "y": chunk},
                        resampling="nearest", groupby="id", dtype="uint16", nodata=0)
     return da.map_blocks(_clear_ndvi_block, ds.red.data[0], ds.nir.data[0], ds.scl.data[0],
@@ -115,8 +116,8 @@ def build_composite(items: Sequence[pystac.Item], geobox: GeoBox,
     layers = []
     radio = {}
     for item in ordered:
-        layers.append(_item_ndvi(item, geobox, masked, chunk))
         r = radiometry(item, "red")
+        layers.append(_item_ndvi(item, geobox, masked, chunk, r, radiometry(item, "nir")))
         radio[item.id] = f"scale {r.scale}, offset {r.offset} ({r.rule})"
         log.info("scene %s (%s): reading red/nir/scl onto %dx%d grid, %s", item.id, acquisition_day(item),
                  geobox.width, geobox.height, radio[item.id])
@@ -140,8 +141,6 @@ def build_composite(items: Sequence[pystac.Item], geobox: GeoBox,
 
 def _name_corrupt_asset(items: Sequence[pystac.Item], geobox: GeoBox, exc: Exception) -> Exception:
     """Find which asset failed (only on the error path: reads each asset header and window again)."""
-    import rasterio
-
     for item in items:
         for key in ("red", "nir", "scl"):
             href = item.assets[key].get_absolute_href() or item.assets[key].href
