@@ -9,7 +9,7 @@ Output layout under ``cfg.output_dir`` (mirrors the notebook):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -112,7 +112,6 @@ class YearComposite:
     path: Path
     composite: Composite
     selection: SceneSelection
-    extra: dict = field(default_factory=dict)
 
 
 def composite_year(cfg: AreaConfig, year: int) -> YearComposite:

@@ -8,8 +8,6 @@ import shapely
 
 from ingestion.config import validate_year
 
-STAT_COLUMNS = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi", "valid_fraction", "pixel_count")
-
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple) -> gpd.GeoDataFrame:
     srid = conn.execute("select find_srid('raw', 'districts', 'geometry')").fetchone()[0]
