@@ -1,5 +1,9 @@
 """The area configuration: one YAML file per area (districts, years, imagery, exports), validated up front.
 
+The schema is a set of pydantic models with ``extra="forbid"`` at every depth: an unknown key is an error that
+names the file, the key path and the nearest valid key. ``ndvi-config-schema`` prints the JSON schema for
+editors (``dagster_project/configs/area.schema.json`` is a copy of it).
+
 Paths may use ``${NDVI_DATA_DIR}``, ``${NDVI_HOME}`` or any environment variable; relative paths are relative
 to the config file. ``NDVI_CONFIG`` names the file Dagster loads (default: the demo config).
 """
@@ -7,18 +11,31 @@ to the config file. ``NDVI_CONFIG`` names the file Dagster loads (default: the d
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import inspect
+import json
 import os
 import re
 import string
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES, validate_classes
 from ingestion.paths import PROJECT_ROOT, data_dir, project_home
-from ingestion.sources.registry import available_sources
+from ingestion.sources.registry import available_sources, source_class
 
 DEFAULT_CONFIG = PROJECT_ROOT / "dagster_project" / "configs" / "demo.yaml"
 FIRST_SENTINEL2_YEAR = 2015
@@ -28,48 +45,6 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the file, the field and the value."""
-
-
-@dataclass(frozen=True)
-class DistrictsConfig:
-    path: str
-    layer: str | None = None
-    code_column: str = "district_code"
-    name_column: str | None = "district_name"
-
-
-@dataclass(frozen=True)
-class ImageryConfig:
-    source: str = "earth-search"
-    options: dict[str, Any] = field(default_factory=dict)
-    months: tuple[int, int] = (1, 12)
-    cloud_cover_max: float = 5.0
-    masked_scl_classes: frozenset[int] = DEFAULT_MASKED_CLASSES
-    resolution: float = 10.0
-    working_crs: str | None = None
-    on_bad_item: str = "drop"
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    decimals: int = 2
-    scheme: str = "FisherJenks"
-    k: int = 5
-    colormap: str = "RdYlGn"
-
-
-@dataclass(frozen=True)
-class AreaConfig:
-    """Everything the pipeline needs to know about one area."""
-
-    name: str
-    districts: DistrictsConfig
-    years: tuple[int, ...]
-    imagery: ImageryConfig
-    exports: ExportConfig
-    boundary: str | None = None
-    output_dir: Path = field(default_factory=data_dir)
-    source_file: Path | None = None
 
 
 def validate_year(value: Any, where: str = "year") -> int:
@@ -90,13 +65,225 @@ def validate_identifier(value: str, where: str) -> str:
     return value
 
 
-def _expand(value: str, base: Path) -> str:
+def _expand(value: str, base: Path | None) -> str:
+    """Environment variables substituted; a relative local path made absolute against ``base``."""
     mapping = {"NDVI_DATA_DIR": str(data_dir()), "NDVI_HOME": str(project_home()), **os.environ}
     expanded = string.Template(value).safe_substitute(mapping)
     if "://" in expanded or expanded.startswith("/vsi"):
         return expanded
     path = Path(expanded).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    return str(path if path.is_absolute() or base is None else (base / path).resolve())
+
+
+def _expand_path(value: Any, info: ValidationInfo) -> Any:
+    base = (info.context or {}).get("base")
+    return _expand(str(value), base) if value is not None else None
+
+
+#: A path or URL: ``${VARS}`` expanded and relative paths resolved against the config file's folder.
+ConfigPath = Annotated[str, BeforeValidator(_expand_path)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistrictsConfig(_Section):
+    """Where the districts come from and which columns hold their code and name."""
+
+    path: ConfigPath = Field(description="OGR-readable districts file or URL (GeoPackage, GeoJSON, Shapefile, WFS)")
+    layer: str | None = Field(None, description="layer name; default the first layer")
+    code_column: str = Field("district_code", description="column with a unique, non-empty district code")
+    name_column: str | None = Field("district_name", description="column with the district name")
+
+
+class ImageryConfig(_Section):
+    """Which imagery plugin to search and how scenes and pixels are selected."""
+
+    source: str = Field("earth-search", description="imagery plugin name (earth-search, local-stac, ...)")
+    options: dict[str, Any] = Field(default_factory=dict, description="constructor arguments of the plugin")
+    months: tuple[int, int] = Field((1, 12), description="first and last month of the window (inclusive)")
+    cloud_cover_max: float = Field(5.0, description="keep items with eo:cloud_cover strictly below this (%)")
+    masked_scl_classes: frozenset[int] = Field(DEFAULT_MASKED_CLASSES,
+                                               description="SCL classes dropped per pixel (ids or names)")
+    resolution: float = Field(10.0, description="pixel size of the common grid, metres")
+    working_crs: str | None = Field(None, description="projected CRS of the grid; default the districts' CRS")
+    on_bad_item: Literal["drop", "fail"] = Field("drop", description="drop (and log) or fail on a bad item")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in available_sources():
+            raise ValueError(f"unknown plugin {value!r}; installed: {', '.join(available_sources())}")
+        return value
+
+    @field_validator("months", mode="before")
+    @classmethod
+    def _months(cls, value: Any) -> Any:
+        ok = (isinstance(value, list | tuple) and len(value) == 2
+              and all(isinstance(m, int) and not isinstance(m, bool) for m in value)
+              and 1 <= value[0] <= value[1] <= 12)
+        if not ok:
+            raise ValueError(f"must be [first, last] with 1 <= first <= last <= 12, got {value!r}")
+        return value
+
+    @field_validator("cloud_cover_max", mode="before")
+    @classmethod
+    def _cloud(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+            raise ValueError(f"must be a number in (0, 100] percent, got {value!r}")
+        return value
+
+    @field_validator("masked_scl_classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> frozenset[int]:
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ValueError(f"must be a list of SCL class ids or names, got {value!r}")
+        return validate_classes(value)
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _resolution(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"must be a positive number of metres, got {value!r}")
+        return value
+
+    @field_validator("on_bad_item", mode="before")
+    @classmethod
+    def _on_bad_item(cls, value: Any) -> Any:
+        if value not in ("drop", "fail"):
+            raise ValueError(f"must be 'drop' or 'fail', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _plugin_options(self, info: ValidationInfo) -> ImageryConfig:
+        """Options are checked against the plugin's constructor; ``*_path`` options are expanded like paths."""
+        accepted = _constructor_arguments(self.source)
+        for key in self.options:
+            if accepted is not None and key not in accepted:
+                raise ValueError(_unknown_key_message(f"options.{key}", key, accepted,
+                                                      what=f"option of plugin {self.source!r}"))
+        base = (info.context or {}).get("base")
+        expanded = {k: (_expand(v, base) if k.endswith("_path") and isinstance(v, str) else v)
+                    for k, v in self.options.items()}
+        object.__setattr__(self, "options", expanded)
+        return self
+
+
+class ExportConfig(_Section):
+    """Rounding and map classification of the exported layers."""
+
+    decimals: int = Field(2, description="decimals of NDVI statistics in GeoJSON (0..8)")
+    scheme: Literal[SCHEMES] = Field("FisherJenks", description="mapclassify scheme")  # type: ignore[valid-type]
+    k: int = Field(5, description="number of classes (2..12)")
+    colormap: str = Field("RdYlGn", description="matplotlib colormap for the class colours")
+
+    @field_validator("decimals", mode="before")
+    @classmethod
+    def _decimals(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 8:
+            raise ValueError(f"must be an integer 0..8, got {value!r}")
+        return value
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 12:
+            raise ValueError(f"must be an integer 2..12, got {value!r}")
+        return value
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _scheme(cls, value: Any) -> Any:
+        if value not in SCHEMES:
+            raise ValueError(f"must be one of {', '.join(SCHEMES)}, got {value!r}")
+        return value
+
+
+class AreaConfig(_Section):
+    """Everything the pipeline needs to know about one area."""
+
+    name: str = Field("area", alias="area", description="a label for logs and maps; default the file name")
+    districts: DistrictsConfig
+    years: tuple[int, ...] = Field(description="the year partitions (2015..next year)")
+    imagery: ImageryConfig = Field(default_factory=ImageryConfig)
+    exports: ExportConfig = Field(default_factory=ExportConfig)
+    boundary: ConfigPath | None = Field(None, description="boundary file for the search and grid; default the "
+                                                          "union of the districts")
+    output_dir: Path = Field(default_factory=data_dir, description="where outputs go; default $NDVI_DATA_DIR")
+    source_file: Path | None = Field(None, exclude=True, description="the file this config was read from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("years", mode="before")
+    @classmethod
+    def _years(cls, value: Any) -> tuple[int, ...]:
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"must be a non-empty list of years, got {value!r}")
+        try:
+            return tuple(sorted({validate_year(y, "years") for y in value}))
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("years: ")) from None
+
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _output_dir(cls, value: Any, info: ValidationInfo) -> Any:
+        return Path(_expand_path(value, info)) if value else data_dir()
+
+
+def _constructor_arguments(source: str) -> list[str] | None:
+    """Keyword arguments a plugin's constructor accepts (None when it takes ``**kwargs``)."""
+    params = inspect.signature(source_class(source).__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _unknown_key_message(path: str, key: str, valid: list[str], what: str = "key") -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(valid))}"
+    return f"{path}: unknown {what}; {hint}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (for suggesting the nearest key)."""
+    for part in loc:
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(AreaConfig, loc[:-1])
+        valid = [f.alias or name for name, f in parent.model_fields.items()
+                 if not f.exclude] if parent else []
+        return _unknown_key_message(path, str(loc[-1]), valid)
+    if error["type"] == "missing":
+        hint = " (an OGR-readable file or URL)" if loc == ("districts", "path") else ""
+        return f"{path}: required{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if message.startswith("options."):  # from the plugin-options check, which knows the key below `imagery`
+        return f"{path}.{message}"
+    return f"{path}: {message}"
+
+
+def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
+    """Validate a config mapping; errors name ``source``, the key path and the problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    data = {"area": source.stem, **raw, "source_file": source}
+    try:
+        return AreaConfig.model_validate(data, context={"base": source.parent})
+    except ValidationError as exc:
+        problems = "; ".join(_format_error(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
 
 
 def load_config(path: str | Path | None = None) -> AreaConfig:
@@ -111,65 +298,16 @@ def load_config(path: str | Path | None = None) -> AreaConfig:
     return parse_config(raw, path)
 
 
-def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
-    """Validate a config mapping; errors name ``source`` and the field."""
-    base = source.parent
+def config_json_schema() -> dict[str, Any]:
+    """The JSON schema of an area config file, for editors (YAML language server, VS Code)."""
+    schema = AreaConfig.model_json_schema(by_alias=True, mode="validation")
+    schema["properties"].pop("source_file", None)
+    schema["title"] = "NDVI pipeline area config"
+    return schema
 
-    def fail(field_name: str, message: str) -> ConfigError:
-        return ConfigError(f"{source}: {field_name}: {message}")
 
-    known = {"area", "districts", "boundary", "years", "imagery", "exports", "output_dir"}
-    if unknown := set(raw) - known:
-        raise fail(", ".join(sorted(unknown)), f"unknown key(s); known: {', '.join(sorted(known))}")
-    d = raw.get("districts") or {}
-    if not isinstance(d, dict) or not d.get("path"):
-        raise fail("districts.path", "required (an OGR-readable file or URL)")
-    districts = DistrictsConfig(
-        path=_expand(str(d["path"]), base), layer=d.get("layer"),
-        code_column=str(d.get("code_column", "district_code")),
-        name_column=d.get("name_column", "district_name"))
-    years_raw = raw.get("years")
-    if not isinstance(years_raw, list) or not years_raw:
-        raise fail("years", f"must be a non-empty list of years, got {years_raw!r}")
-    years = tuple(sorted({validate_year(y, f"{source}: years") for y in years_raw}))
-
-    im = raw.get("imagery") or {}
-    source_name = im.get("source", "earth-search")
-    if source_name not in available_sources():
-        raise fail("imagery.source", f"unknown plugin {source_name!r}; installed: {', '.join(available_sources())}")
-    cloud = im.get("cloud_cover_max", 5.0)
-    if isinstance(cloud, bool) or not isinstance(cloud, int | float) or not 0 < cloud <= 100:
-        raise fail("imagery.cloud_cover_max", f"must be a number in (0, 100] percent, got {cloud!r}")
-    months = tuple(im.get("months", (1, 12)))
-    if len(months) != 2 or not all(isinstance(m, int) for m in months) or not 1 <= months[0] <= months[1] <= 12:
-        raise fail("imagery.months", f"must be [first, last] with 1 <= first <= last <= 12, got {months!r}")
-    try:
-        masked = validate_classes(im.get("masked_scl_classes", sorted(DEFAULT_MASKED_CLASSES)))
-    except ValueError as exc:
-        raise fail("imagery.masked_scl_classes", str(exc)) from None
-    resolution = im.get("resolution", 10.0)
-    if not isinstance(resolution, int | float) or resolution <= 0:
-        raise fail("imagery.resolution", f"must be a positive number of metres, got {resolution!r}")
-    on_bad = im.get("on_bad_item", "drop")
-    if on_bad not in ("drop", "fail"):
-        raise fail("imagery.on_bad_item", f"must be 'drop' or 'fail', got {on_bad!r}")
-    options = {k: (_expand(v, base) if k.endswith("_path") and isinstance(v, str) else v)
-               for k, v in (im.get("options") or {}).items()}
-    imagery = ImageryConfig(source=source_name, options=options, months=months, cloud_cover_max=float(cloud),
-                            masked_scl_classes=masked, resolution=float(resolution),
-                            working_crs=im.get("working_crs"), on_bad_item=on_bad)
-
-    ex = raw.get("exports") or {}
-    decimals, k, scheme = ex.get("decimals", 2), ex.get("k", 5), ex.get("scheme", "FisherJenks")
-    if not isinstance(decimals, int) or not 0 <= decimals <= 8:
-        raise fail("exports.decimals", f"must be an integer 0..8, got {decimals!r}")
-    if not isinstance(k, int) or not 2 <= k <= 12:
-        raise fail("exports.k", f"must be an integer 2..12, got {k!r}")
-    if scheme not in SCHEMES:
-        raise fail("exports.scheme", f"must be one of {', '.join(SCHEMES)}, got {scheme!r}")
-    exports = ExportConfig(decimals=decimals, scheme=scheme, k=k, colormap=str(ex.get("colormap", "RdYlGn")))
-    name = str(raw.get("area", source.stem))
-    output_dir = Path(_expand(str(raw["output_dir"]), base)) if raw.get("output_dir") else data_dir()
-    boundary = _expand(str(raw["boundary"]), base) if raw.get("boundary") else None
-    return AreaConfig(name=name, districts=districts, years=years, imagery=imagery, exports=exports,
-                      boundary=boundary, output_dir=output_dir, source_file=source)
+def main() -> int:
+    """``ndvi-config-schema``: print the config's JSON schema."""
+    json.dump(config_json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

@@ -46,7 +46,7 @@ def screen_items(selection: SceneSelection, policy: str = "drop") -> SceneSelect
     """Check each kept item's radiometric metadata; drop bad ones with a logged reason, or raise (``fail``)."""
     if policy == "fail":
         for d in selection.dropped:
-            if d.reason.startswith(("missing assets", "bad metadata")):
+            if d.reason.startswith(("missing assets", "bad metadata", "unreadable item")):
                 raise BadItemError(f"item {d.item_id}: {d.reason} (set imagery.on_bad_item: drop to skip such items)")
     kept = []
     for item in selection.items:
@@ -150,8 +150,32 @@ class LatestExport:
     districts_with_values: int
 
 
+def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Path]:
+    """Re-write the yearly GeoJSON of every year in ``analytics.ndvi_stats_yearly`` whose content changed.
+
+    A re-districting recomputes every year's statistics in one dbt run; this keeps every year's file to the
+    current districts too. Unchanged files are left as they are. Returns the files that were (re)written.
+    """
+    years = [row[0] for row in conn.execute("select distinct year from analytics.ndvi_stats_yearly order by 1")]
+    written = []
+    for year in years:
+        path = cfg.output_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
+        before = path.stat().st_mtime_ns if path.exists() else None
+        export_year(conn, cfg, year)
+        if path.stat().st_mtime_ns != before:
+            written.append(path)
+    return written
+
+
 def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
-    """The latest layer, its classification breaks (on mean NDVI) and a PNG map."""
+    """The latest layer, its classification breaks (on mean NDVI) and a PNG map.
+
+    Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`).
+    """
+    refreshed = refresh_yearly_exports(conn, cfg)
+    if refreshed:
+        log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
+                 ", ".join(p.name for p in refreshed))
     stats = latest_stats(conn)
     out = cfg.output_dir / "latest"
     geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)

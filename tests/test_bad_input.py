@@ -10,6 +10,7 @@ import yaml
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from ingestion.config import ConfigError, DistrictsConfig, load_config, validate_year
+from ingestion.paths import PROJECT_ROOT
 from ingestion.vector import VectorInputError, read_districts
 
 
@@ -98,6 +99,16 @@ def _config(tmp_path, **imagery):
     ({"exports": {"scheme": "Magic"}}, "exports.scheme: must be one of"),
     ({"exports": {"k": 1}}, "exports.k"),
     ({"colour": 1}, "colour: unknown key"),
+    # unknown keys at any depth name the key path and the nearest valid key
+    ({"imagery": {"sourse": "local-stac"}}, r"imagery.sourse: unknown key; did you mean 'source'\?"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_mx": 50}},
+     r"imagery.cloud_cover_mx: unknown key; did you mean 'cloud_cover_max'\?"),
+    ({"districts": {"path": "d.gpkg", "code_colum": "code"}},
+     r"districts.code_colum: unknown key; did you mean 'code_column'\?"),
+    ({"exports": {"schem": "Quantiles"}}, r"exports.schem: unknown key; did you mean 'scheme'\?"),
+    ({"exports": {"kk": 4}}, r"exports.kk: unknown key; did you mean 'k'\?"),
+    ({"imagery": {"source": "local-stac", "options": {"catalog_pth": "c.json"}}},
+     r"imagery.options.catalog_pth: unknown option of plugin 'local-stac'; did you mean 'catalog_path'\?"),
     ({"districts": {}}, "districts.path: required"),
 ])
 def test_bad_config_values_name_file_and_field(tmp_path, change, message):
@@ -130,3 +141,16 @@ def test_year_validation():
     for bad in ("2024; drop table x", 2024.5, True, None, "1999", 3000):
         with pytest.raises(ConfigError):
             validate_year(bad)
+
+
+def test_json_schema_for_editors_is_current():
+    """The committed schema equals what ``ndvi-config-schema`` prints, and forbids unknown keys at any depth."""
+    import json
+
+    from ingestion.config import config_json_schema
+
+    committed = json.loads((PROJECT_ROOT / "dagster_project" / "configs" / "area.schema.json").read_text())
+    assert committed == json.loads(json.dumps(config_json_schema())), "run: ndvi-config-schema > .../area.schema.json"
+    assert committed["additionalProperties"] is False
+    assert all(d["additionalProperties"] is False for d in committed["$defs"].values())
+    assert {"area", "districts", "years", "imagery", "exports"} <= set(committed["properties"])

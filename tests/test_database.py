@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -36,7 +39,7 @@ def scratch_cluster():
 def test_scratch_cluster_starts_answers_postgis_raster_and_second_start_is_noop(scratch_cluster):
     assert "not created" in scratch_cluster.status()
     assert scratch_cluster.start() is True
-    dsn = f"host=127.0.0.1 port={scratch_cluster.port} user=ndvi dbname=ndvi"
+    dsn = scratch_cluster.dsn("ndvi")
     with psycopg.connect(dsn) as conn:
         version = conn.execute("select postgis_raster_lib_version()").fetchone()[0]
         pid = conn.execute("select pg_postmaster_start_time()").fetchone()[0]
@@ -98,3 +101,49 @@ def test_bad_port_variable_is_rejected(monkeypatch):
     monkeypatch.setenv("NDVI_PG_PORT", "not-a-port")
     with pytest.raises(ValueError, match="NDVI_PG_PORT"):
         resolve_dsn()
+
+
+def _refused(**params) -> str:
+    """Connect to a cluster with ``params``; return the server's refusal (fails the test if let in)."""
+    try:
+        psycopg.connect(host="127.0.0.1", connect_timeout=5, **params).close()
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    raise AssertionError(f"connection with {params} was accepted")
+
+
+def test_embedded_cluster_refuses_connections_without_its_generated_password(scratch_cluster):
+    scratch_cluster.start()
+    port = scratch_cluster.port
+    secret = scratch_cluster.secret_path
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600  # readable by its owner only
+    for user in ("postgres", "ndvi"):
+        assert "password" in _refused(port=port, user=user, dbname="ndvi")
+        assert "password authentication failed" in _refused(port=port, user=user, dbname="ndvi", password="guess")
+    with psycopg.connect(scratch_cluster.dsn("ndvi")) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == "ndvi"
+
+    # a cluster created by an older version with trust authentication is switched to passwords at start
+    scratch_cluster.stop()
+    hba = scratch_cluster.data_dir / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
+    scratch_cluster.start()
+    assert "password" in _refused(port=port, user="postgres", dbname="postgres")
+    assert "trust" not in [line.split()[-1] for line in hba.read_text().splitlines()
+                           if line.strip() and not line.lstrip().startswith("#")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root to act as another user")
+def test_another_local_user_cannot_read_the_secret_or_connect(scratch_cluster):
+    scratch_cluster.start()
+    secret = scratch_cluster.secret_path
+    os.chmod(secret.parent, 0o755)  # even where the folder is open to everyone, the file is not
+    read = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(secret)], capture_output=True, text=True)
+    assert read.returncode != 0 and "Permission denied" in read.stderr
+    psql = scratch_cluster.bindir / "psql"
+    for target in (["-h", "127.0.0.1"], ["-h", str(scratch_cluster.data_dir)]):  # TCP and the Unix socket
+        run = subprocess.run(["runuser", "-u", "nobody", "--", str(psql), *target, "-p", str(scratch_cluster.port),
+                              "-U", "postgres", "-d", "postgres", "-w", "-c", "select 1"],
+                             capture_output=True, text=True, cwd="/")
+        assert run.returncode != 0, run.stdout
+        assert "password" in run.stderr or "Permission denied" in run.stderr or "No such file" in run.stderr

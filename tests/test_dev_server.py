@@ -44,7 +44,7 @@ def test_dagster_dev_serves_the_asset_graph_and_stops_on_ctrl_c(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
         try:
-            assert proc.wait(timeout=60) is not None
+            assert proc.wait(timeout=120) is not None
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

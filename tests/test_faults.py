@@ -72,6 +72,35 @@ def test_bad_item_metadata_and_missing_assets_dropped_or_named(sample_area, cata
         screen_items(source.select(query), "fail")
 
 
+def test_truncated_item_json_is_dropped_with_its_path_or_named_when_failing(sample_area, catalog_copy):
+    broken = next(catalog_copy.rglob("S2B_32ULC_20240505_0_L2A.json"))
+    broken.write_text(broken.read_text()[:200])  # cut off mid-file, as an interrupted download
+    query, _ = _query(sample_area)
+    source = LocalStacSource(catalog_copy / "catalog.json")
+
+    selection = screen_items(source.select(query), "drop")
+    reasons = {d.item_id: d.reason for d in selection.dropped}
+    assert reasons["S2B_32ULC_20240505_0_L2A"].startswith(f"unreadable item: {broken}: JSONDecodeError")
+    expected = set(sample_area["years"]["2024"]["kept"]) - {"S2B_32ULC_20240505_0_L2A"}
+    assert {i.id for i in selection.items} == expected
+    # the other year's scenes are untouched by the broken file
+    query_2019, _ = _query(sample_area, 2019)
+    assert {i.id for i in source.select(query_2019).items} == set(sample_area["years"]["2019"]["kept"])
+
+    with pytest.raises(BadItemError, match=f"unreadable item: {broken}: JSONDecodeError"):
+        screen_items(source.select(query), "fail")
+
+
+def test_catalog_path_that_is_not_stac_names_path_and_key(tmp_path, sample_area):
+    not_stac = tmp_path / "settings.json"
+    not_stac.write_text(json.dumps({"hello": "world"}))
+    query, _ = _query(sample_area)
+    with pytest.raises(ValueError, match=f"imagery.options.catalog_path {not_stac} is not a STAC catalog"):
+        LocalStacSource(not_stac).select(query)
+    with pytest.raises(FileNotFoundError, match=f"imagery.options.catalog_path {tmp_path / 'nope.json'} does not"):
+        LocalStacSource(tmp_path / "nope.json").select(query)
+
+
 def test_truncated_cog_is_named_by_href(sample_area, catalog_copy):
     red = next(catalog_copy.rglob("S2B_32ULC_20240925_0_L2A/red.tif"))
     red.write_bytes(red.read_bytes()[:3000])
@@ -133,12 +162,12 @@ def test_load_killed_half_way_leaves_old_data_and_next_run_completes(database_ur
     other = write_composite_cog(_random_composite(200, 2), tmp_path / "other.tif")
     big = write_composite_cog(_random_composite(3000, 3), tmp_path / "big.tif")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        load_composite(conn, 2016, old)
-        load_composite(conn, 2017, other)
+        load_composite(conn, 2016, old, publish=False)
+        load_composite(conn, 2017, other, publish=False)
         before = {y: _year_fingerprint(conn, y) for y in (2016, 2017)}
 
         script = ("import sys; from ingestion.db import connect; from ingestion.load.postgis import load_composite;"
-                  "load_composite(connect(sys.argv[1]), 2016, sys.argv[2], tile=32)")
+                  "load_composite(connect(sys.argv[1]), 2016, sys.argv[2], tile=32, publish=False)")
         proc = subprocess.Popen([sys.executable, "-c", script, database_url, str(big)])
         deadline = time.monotonic() + 60
         while True:
@@ -160,7 +189,7 @@ def test_load_killed_half_way_leaves_old_data_and_next_run_completes(database_ur
                 break
             time.sleep(0.1)
         assert {y: _year_fingerprint(conn, y) for y in (2016, 2017)} == before
-        tiles = load_composite(conn, 2016, big, tile=512)
+        tiles = load_composite(conn, 2016, big, tile=512, publish=False)
         assert _year_fingerprint(conn, 2016)[:2] == (tiles, 3000 * 3000)
         assert _year_fingerprint(conn, 2017) == before[2017]
         conn.execute("delete from raw.ndvi_composites where year in (2016, 2017)")

@@ -9,7 +9,7 @@ from dagster_project.resources import PostGISResource
 from dagster_project.settings import AREA, year_partitions
 from ingestion import pipeline
 from ingestion.export.preview import composite_png, markdown_image
-from ingestion.load.postgis import load_composite
+from ingestion.load.postgis import load_composite, published_districts_version
 
 MIN_VALID_FRACTION = 0.5
 
@@ -65,5 +65,7 @@ def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResou
     if not path.exists():
         raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for {year} first")
     with postgis.connect() as conn:
-        tiles = load_composite(conn, year, path)
-    return dg.MaterializeResult(metadata={"tiles": tiles, "table": "raw.ndvi_composites", "year": year})
+        tiles = load_composite(conn, year, path)  # publishes staged districts in the same transaction
+        version = published_districts_version(conn)
+    return dg.MaterializeResult(metadata={"tiles": tiles, "table": "raw.ndvi_composites", "year": year,
+                                          "districts_version": version})

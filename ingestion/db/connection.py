@@ -8,10 +8,14 @@ Resolution order:
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ingestion.paths import project_home
 
 DEFAULT_EMBEDDED_PORT = 54329
 EMBEDDED_USER = "ndvi"
@@ -44,14 +48,34 @@ def embedded_port() -> int:
     return port
 
 
+def embedded_data_dir() -> Path:
+    """Folder of the embedded cluster: ``$NDVI_PGDATA``, default ``<home>/.pgdata``."""
+    return Path(os.environ.get("NDVI_PGDATA", project_home() / ".pgdata")).resolve()
+
+
+def secret_path_for(data_dir: Path) -> Path:
+    """Where a cluster's generated passwords live: beside its folder, readable by its owner only (0600)."""
+    return data_dir.with_name(f"{data_dir.name}.secret")
+
+
+def read_secret(path: Path, role: str) -> str | None:
+    """The password of ``role`` from a cluster's secret file, or None when there is no such file."""
+    try:
+        return json.loads(path.read_text())[role]
+    except FileNotFoundError:
+        return None
+
+
 def uses_embedded() -> bool:
     """True when neither ``DATABASE_URL`` nor any ``PG*`` connection variable is set."""
     return not os.environ.get("DATABASE_URL") and not any(os.environ.get(v) for v in _PG_ENV)
 
 
 def embedded_dsn(database: str = EMBEDDED_DATABASE) -> str:
-    """Connection string of the embedded cluster for ``database``."""
-    return make_conninfo(host="127.0.0.1", port=embedded_port(), user=EMBEDDED_USER, dbname=database)
+    """Connection string of the embedded cluster for ``database``, with the role's generated password."""
+    password = read_secret(secret_path_for(embedded_data_dir()), EMBEDDED_USER)
+    return make_conninfo(host="127.0.0.1", port=embedded_port(), user=EMBEDDED_USER, dbname=database,
+                         password=password)
 
 
 def resolve_dsn() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import filecmp
 import os
+import uuid
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,7 +17,8 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
     """Reproject to EPSG:4326, round NDVI statistics to ``decimals`` (valid_fraction to 4), write ``path``.
 
     Written to a temporary file and renamed, so readers never see a half-written file and a failure keeps
-    the previous one.
+    the previous one. When the content equals the existing file's, the file is left untouched (re-runs
+    change nothing, not even the modification time).
     """
     out = stats.to_crs("EPSG:4326").copy()
     for col in ROUNDED:
@@ -29,8 +32,12 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
         if col in out:
             out[col] = out[col].astype("Int64")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    out.to_file(tmp, driver="GeoJSON", RFC7946="YES", WRITE_NAME="NO")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: concurrent writers never clash
+    try:
+        out.to_file(tmp, driver="GeoJSON", RFC7946="YES", WRITE_NAME="NO")
+        if path.exists() and filecmp.cmp(tmp, path, shallow=False):
+            return path
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

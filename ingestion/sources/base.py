@@ -92,11 +92,17 @@ class ImagerySource(abc.ABC):
     def find_items(self, query: SceneQuery) -> list[pystac.Item]:
         """Candidate items for ``query`` (the server may ignore some filters: :meth:`select` re-applies them)."""
 
+    #: Items the source found but could not read, filled by :meth:`find_items` (dropped or failed on by
+    #: ``imagery.on_bad_item``, like items with bad metadata).
+    unreadable: list[SceneDecision]
+
     def select(self, query: SceneQuery) -> SceneSelection:
         """Find items and apply the selection rules, logging each decision."""
+        self.unreadable = []
         candidates = self.find_items(query)
         log.info("%s: %d candidate items for %s..%s", self.name, len(candidates), query.start, query.end)
         selection = apply_selection_rules(candidates, query)
+        selection.decisions.extend(self.unreadable)
         for d in selection.decisions:
             log.info("scene %s: %s (%s)", d.item_id, "kept" if d.kept else "dropped", d.reason)
         return selection

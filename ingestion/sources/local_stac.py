@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pystac
 
-from ingestion.sources.base import ImagerySource, SceneQuery, acquired
+from ingestion.sources.base import ImagerySource, SceneDecision, SceneQuery, acquired
+
+log = logging.getLogger(__name__)
+
+
+class CatalogError(ValueError):
+    """The configured catalog cannot be opened as a STAC catalog; the message names the path and config key."""
 
 
 class LocalStacSource(ImagerySource):
     """Walks a static catalog (``catalog_path`` to its ``catalog.json``); optional ``collection`` filter.
 
     pystac-client cannot search a static catalog, so items are read by walking it; the common selection
-    rules then apply exactly as for a STAC API.
+    rules then apply exactly as for a STAC API. An item (or sub-catalog) whose JSON cannot be read is not
+    fatal here: it is reported in :attr:`unreadable` and dropped or failed on by ``imagery.on_bad_item``.
     """
 
     name = "local-stac"
@@ -21,13 +30,39 @@ class LocalStacSource(ImagerySource):
     def __init__(self, catalog_path: str | Path, collection: str | None = "sentinel-2-l2a") -> None:
         self.catalog_path = Path(catalog_path)
         self.collection = collection
+        self.unreadable: list[SceneDecision] = []
+
+    def _open_root(self) -> pystac.Catalog:
+        where = f"local-stac: imagery.options.catalog_path {self.catalog_path}"
+        if not self.catalog_path.exists():
+            raise FileNotFoundError(f"{where} does not exist")
+        try:
+            return pystac.Catalog.from_file(str(self.catalog_path))
+        except Exception as exc:  # pystac raises JSON, type and key errors alike
+            raise CatalogError(f"{where} is not a STAC catalog or collection JSON: {_reason(exc)}") from None
+
+    def _walk(self, catalog: pystac.Catalog) -> Iterator[pystac.Item]:
+        """Every item below ``catalog``; unreadable JSON files are recorded and skipped."""
+        for link in catalog.get_links():
+            if link.rel not in ("child", "item"):
+                continue
+            href = link.get_absolute_href() or link.href
+            try:
+                obj = link.resolve_stac_object(root=catalog.get_root()).target
+            except Exception as exc:  # a broken file must not hide the other items
+                reason = f"unreadable item: {href}: {_reason(exc)}"
+                log.warning("local-stac: %s", reason)
+                self.unreadable.append(SceneDecision(Path(href).stem, False, reason))
+                continue
+            if isinstance(obj, pystac.Item):
+                yield obj
+            elif isinstance(obj, pystac.Catalog):
+                yield from self._walk(obj)
 
     def find_items(self, query: SceneQuery) -> list[pystac.Item]:
-        if not self.catalog_path.exists():
-            raise FileNotFoundError(f"local-stac: catalog not found at {self.catalog_path}")
-        catalog = pystac.Catalog.from_file(str(self.catalog_path))
+        self.unreadable = []
         items = []
-        for item in catalog.get_items(recursive=True):
+        for item in self._walk(self._open_root()):
             if self.collection and item.collection_id not in (None, self.collection):
                 continue
             day = acquired(item)
@@ -36,3 +71,10 @@ class LocalStacSource(ImagerySource):
             item.make_asset_hrefs_absolute()
             items.append(item)
         return items
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a pystac error (e.g. the JSON decode error), in one line."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]

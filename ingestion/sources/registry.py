@@ -19,8 +19,8 @@ def available_sources() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def load_source(name: str, **options: Any) -> ImagerySource:
-    """Instantiate the plugin registered as ``name`` with its ``options`` (from the area config)."""
+def source_class(name: str) -> type[ImagerySource]:
+    """The plugin class registered as ``name``; raises naming the installed plugins when there is none."""
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not matches:
         raise UnknownSourceError(
@@ -30,6 +30,12 @@ def load_source(name: str, **options: Any) -> ImagerySource:
     cls = matches[0].load()
     if not (isinstance(cls, type) and issubclass(cls, ImagerySource)):
         raise TypeError(f"entry point {name!r} ({matches[0].value}) is not an ImagerySource subclass")
+    return cls
+
+
+def load_source(name: str, **options: Any) -> ImagerySource:
+    """Instantiate the plugin registered as ``name`` with its ``options`` (from the area config)."""
+    cls = source_class(name)
     try:
         return cls(**options)
     except TypeError as exc:

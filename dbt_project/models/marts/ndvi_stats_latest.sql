@@ -3,48 +3,44 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='district_code',
-    on_schema_change='fail'
+    on_schema_change='append_new_columns',
+    post_hook=[
+      "delete from {{ this }} where district_code not in (select district_code from {{ ref('ndvi_stats_newest_valid_year') }})"
+    ]
   )
 }}
 
--- Per district, the statistics of the newest year that has valid pixels. A run only ever replaces a
--- district's row with a candidate from a year at least as new as the stored one, and never with a year
--- without valid pixels (all cloud), so the result does not depend on the order years arrive in and a
--- failed or cloudy year never erases the last good values.
-with yearly_with_valid_pixels as (
+-- The "latest" layer: per current district, the statistics of the newest year with valid pixels. The
+-- candidates come from every stored year (`ndvi_stats_newest_valid_year`), so the result does not depend on
+-- the order in which years arrive, an all-cloud or failed year never replaces good values, and districts
+-- that are gone are removed (post-hook). Incremental only so that a row that does not change keeps its
+-- `updated_at`: a run writes only districts whose source year or values differ from the stored row.
+with newest_valid_year as (
 
     select *
-    from {{ ref('ndvi_stats_yearly') }}
-    where pixel_count > 0
-    {{ year_filter('year', prefix='and') }}
+    from {{ ref('ndvi_stats_newest_valid_year') }}
 
 ),
 
-newest_candidate_per_district as (
-
-    select distinct on (district_code) *
-    from yearly_with_valid_pixels
-    order by district_code, year desc
-
-),
-
-accepted_candidates as (
+changed_districts as (
 
     select candidate.*
-    from newest_candidate_per_district as candidate
+    from newest_valid_year as candidate
     {% if is_incremental() %}
     left join {{ this }} as stored
         on stored.district_code = candidate.district_code
+    -- statistics are compared with a tolerance: a parallel aggregate may sum in another order on a re-run
+    -- and differ in the last bits, which is no change
     where stored.district_code is null
-        or candidate.year > stored.source_year
-        or (
-            candidate.year = stored.source_year
-            and (candidate.pixel_count, candidate.min_ndvi, candidate.max_ndvi, candidate.mean_ndvi,
-                 candidate.stddev_ndvi, candidate.district_name)
-            is distinct from
-                (stored.pixel_count, stored.min_ndvi, stored.max_ndvi, stored.mean_ndvi,
-                 stored.stddev_ndvi, stored.district_name)
-        )
+        or (candidate.year, candidate.pixel_count, candidate.district_name)
+            is distinct from (stored.source_year, stored.pixel_count, stored.district_name)
+        or greatest(
+            abs(candidate.valid_fraction - stored.valid_fraction),
+            abs(candidate.min_ndvi - stored.min_ndvi),
+            abs(candidate.max_ndvi - stored.max_ndvi),
+            abs(candidate.mean_ndvi - stored.mean_ndvi),
+            abs(candidate.stddev_ndvi - stored.stddev_ndvi)
+        ) > 1e-9
     {% endif %}
 
 )
@@ -60,4 +56,4 @@ select
     mean_ndvi::double precision as mean_ndvi,
     stddev_ndvi::double precision as stddev_ndvi,
     now()::timestamptz as updated_at
-from accepted_candidates
+from changed_districts
