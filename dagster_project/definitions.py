@@ -1,25 +1,59 @@
-"""The code location loaded by ``dagster dev`` (see workspace.yaml)."""
+"""The code location: every asset, job and sensor built by one factory from the config.
+
+``dagster dev`` (workspace.yaml) loads :func:`defs`, which reads ``NDVI_CONFIG`` (default the demo config)
+when the code location loads, not at import; tests and ``ndvi-pipeline`` call :func:`build_definitions`
+with a config of their own.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.assets.dbt import ndvi_dbt_models
-from dagster_project.assets.exports import ndvi_exports
-from dagster_project.assets.imagery import ndvi_composite, raw_ndvi_composites
-from dagster_project.assets.vector import aoi_boundary, districts
+from dagster_project.assets.dbt import LATEST_MODELS, build_dbt_assets
+from dagster_project.assets.exports import build_export_assets
+from dagster_project.assets.imagery import build_imagery_assets
+from dagster_project.assets.vector import build_input_assets
 from dagster_project.resources import PostGISResource, dbt_resource
-from dagster_project.settings import year_partitions
+from ingestion.config import PipelineConfig, load_config
 
-ALL_ASSETS = [districts, aoi_boundary, ndvi_composite, raw_ndvi_composites, ndvi_dbt_models, ndvi_exports]
+AREA_INPUTS = ("districts", "aoi_boundary", "stg_districts")
+YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "ndvi_stats_yearly", "yearly_exports")
+LATEST = (*LATEST_MODELS, "latest_exports")
 
-area_inputs_job = dg.define_asset_job("area_inputs", selection=dg.AssetSelection.assets(districts, aoi_boundary))
-yearly_job = dg.define_asset_job(
-    "yearly_ndvi", partitions_def=year_partitions,
-    selection=dg.AssetSelection.assets(ndvi_composite, raw_ndvi_composites, ndvi_dbt_models, ndvi_exports))
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    jobs=[area_inputs_job, yearly_job],
-    resources={"postgis": PostGISResource(), "dbt": dbt_resource()},
-)
+def _selection(names: tuple[str, ...]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*[dg.AssetKey(n) for n in names])
+
+
+def build_definitions(config: PipelineConfig) -> dg.Definitions:
+    """Assets partitioned by area (inputs, latest) and area × year (imagery, yearly stats and exports), the
+    three jobs that run them in one process each, and the sensor that refreshes an area's latest layer after
+    any of its years."""
+    assets = [*build_input_assets(config), *build_imagery_assets(config), *build_dbt_assets(config),
+              *build_export_assets(config)]
+    jobs = [
+        dg.define_asset_job(
+            "area_inputs", selection=_selection(AREA_INPUTS), executor_def=dg.in_process_executor,
+            description="Per area: read, validate and stage the districts, write the AOI, refresh stg_districts. "
+                        "Run once per area, and again after the districts file changes."),
+        dg.define_asset_job(
+            "yearly_ndvi", selection=_selection(YEARLY), executor_def=dg.in_process_executor,
+            description="Per area and year: composite, load into PostGIS (publishing staged districts), dbt "
+                        "tiles and yearly statistics with their tests, the year's GeoJSON. One process per run; "
+                        "a backfill runs partitions side by side."),
+        dg.define_asset_job(
+            "latest_ndvi", selection=_selection(LATEST), executor_def=dg.in_process_executor,
+            description="Per area: latest layer, change since the previous year, GeoJSON, breaks and map. Runs "
+                        "by itself after any year of the area (sensor latest_after_any_year)."),
+    ]
+    sensor = dg.AutomationConditionSensorDefinition(
+        "latest_after_any_year", target=_selection(LATEST), default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes an area's latest layer and exports after any of its years is materialised.")
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor],
+                          resources={"postgis": PostGISResource(), "dbt": dbt_resource()})
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The deployment's definitions, from ``NDVI_CONFIG`` (default the demo config)."""
+    return build_definitions(load_config())

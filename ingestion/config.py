@@ -1,4 +1,11 @@
-"""The area configuration: one YAML file per area (districts, years, imagery, exports), validated up front.
+"""The pipeline configuration: one YAML file describing one or more areas, validated up front.
+
+Three shapes, all giving a :class:`PipelineConfig` with a list of :class:`AreaConfig`:
+- one area: ``area``, ``districts``, ``years``, ``imagery``, ``exports`` at the top level;
+- a list: ``areas: [{area: ..., districts: ..., ...}, ...]``; top-level ``years``, ``imagery``, ``exports`` and
+  ``output_dir`` are defaults each area may override (key by key within a section);
+- one districts file for many areas: ``districts.area_column`` (e.g. the municipality code of the CBS wijken)
+  makes one area per distinct value of that column (optionally only ``districts.areas``).
 
 The schema is a set of pydantic models with ``extra="forbid"`` at every depth: an unknown key is an error that
 names the file, the key path and the nearest valid key. ``ndvi-config-schema`` prints the JSON schema for
@@ -41,6 +48,8 @@ DEFAULT_CONFIG = PROJECT_ROOT / "dagster_project" / "configs" / "demo.yaml"
 FIRST_SENTINEL2_YEAR = 2015
 SCHEMES = ("FisherJenks", "NaturalBreaks", "Quantiles", "EqualInterval", "JenksCaspall")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_AREA_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SECTIONS = ("districts", "imagery", "exports")
 
 
 class ConfigError(ValueError):
@@ -95,6 +104,9 @@ class DistrictsConfig(_Section):
     layer: str | None = Field(None, description="layer name; default the first layer")
     code_column: str = Field("district_code", description="column with a unique, non-empty district code")
     name_column: str | None = Field("district_name", description="column with the district name")
+    area_column: str | None = Field(None, description="column whose values split one file into areas")
+    areas: tuple[str, ...] | None = Field(None, description="with area_column: only these areas (default all)")
+    area_value: str | None = Field(None, exclude=True, description="the area_column value of this area's rows")
 
 
 class ImageryConfig(_Section):
@@ -203,7 +215,8 @@ class ExportConfig(_Section):
 class AreaConfig(_Section):
     """Everything the pipeline needs to know about one area."""
 
-    name: str = Field("area", alias="area", description="a label for logs and maps; default the file name")
+    name: str = Field("area", alias="area", description="the area's code: a partition key, a folder name under "
+                                                        "output_dir and raw.*.area_code; default the file name")
     districts: DistrictsConfig
     years: tuple[int, ...] = Field(description="the year partitions (2015..next year)")
     imagery: ImageryConfig = Field(default_factory=ImageryConfig)
@@ -225,10 +238,52 @@ class AreaConfig(_Section):
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("years: ")) from None
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _AREA_CODE.match(value):
+            raise ValueError(f"{value!r} is not an area code (letters, digits, '_' or '-', at most 63)")
+        return value
+
     @field_validator("output_dir", mode="before")
     @classmethod
     def _output_dir(cls, value: Any, info: ValidationInfo) -> Any:
         return Path(_expand_path(value, info)) if value else data_dir()
+
+    @property
+    def code(self) -> str:
+        """The area code (``area`` in the file)."""
+        return self.name
+
+    @property
+    def area_dir(self) -> Path:
+        """Outputs of this area: ``<output_dir>/<area>/``."""
+        return self.output_dir / self.name
+
+
+class PipelineConfig(BaseModel):
+    """Every area one deployment serves, in file order; codes are unique."""
+
+    model_config = ConfigDict(frozen=True)
+
+    areas: tuple[AreaConfig, ...]
+    source_file: Path | None = None
+
+    @property
+    def years(self) -> tuple[int, ...]:
+        """Every year of any area (the year partitions)."""
+        return tuple(sorted({y for a in self.areas for y in a.years}))
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(a.code for a in self.areas)
+
+    def area(self, code: str) -> AreaConfig:
+        """The area ``code``; raises naming the configured areas."""
+        for a in self.areas:
+            if a.code == code:
+                return a
+        raise ConfigError(f"{self.source_file}: no area {code!r}; configured: {', '.join(self.codes)}")
 
 
 def _constructor_arguments(source: str) -> list[str] | None:
@@ -274,20 +329,72 @@ def _format_error(error: dict[str, Any]) -> str:
     return f"{path}: {message}"
 
 
-def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
-    """Validate a config mapping; errors name ``source``, the key path and the problem."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
-    data = {"area": source.stem, **raw, "source_file": source}
+def _validate_area(data: dict[str, Any], source: Path, where: str = "") -> AreaConfig:
     try:
         return AreaConfig.model_validate(data, context={"base": source.parent})
     except ValidationError as exc:
-        problems = "; ".join(_format_error(e) for e in exc.errors())
+        problems = "; ".join(where + _format_error(e) for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_config(path: str | Path | None = None) -> AreaConfig:
-    """Read and validate an area config (default ``$NDVI_CONFIG`` or the demo config)."""
+def _merged(defaults: dict[str, Any], area: dict[str, Any]) -> dict[str, Any]:
+    """An area's keys over the top-level defaults; sections (imagery, exports, districts) merge key by key."""
+    out = {**defaults, **area}
+    for section in _SECTIONS:
+        if isinstance(defaults.get(section), dict) and isinstance(area.get(section), dict):
+            out[section] = {**defaults[section], **area[section]}
+    return out
+
+
+def _split_by_area_column(data: dict[str, Any], source: Path) -> list[dict[str, Any]]:
+    """One area per distinct value of ``districts.area_column`` in the districts file."""
+    from ingestion.vector import area_values  # reads the file; imported here to keep config light
+
+    template = _validate_area(data, source)  # the file and the column names are valid before reading
+    values = area_values(template.districts)
+    wanted = template.districts.areas
+    if wanted:
+        if missing := sorted(set(wanted) - set(values)):
+            raise ConfigError(f"{source}: districts.areas: {missing} not found in column "
+                              f"{template.districts.area_column!r} of {template.districts.path}")
+        values = [v for v in values if v in wanted]
+    areas = []
+    for value in values:
+        districts = {**data["districts"], "area_value": value}
+        areas.append({**data, "area": value, "districts": districts})
+    return areas
+
+
+def parse_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
+    """Validate a config mapping (one area, ``areas:``, or ``districts.area_column``); errors name ``source``,
+    the key path and the problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    if "areas" in raw:
+        entries = raw["areas"]
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(f"{source}: areas: must be a non-empty list of area mappings")
+        defaults = {k: v for k, v in raw.items() if k != "areas"}
+        if "area" in defaults:
+            raise ConfigError(f"{source}: area: set `area` inside each entry of `areas`, not at the top level")
+        datas = [(_merged(defaults, e), f"areas[{i}].") for i, e in enumerate(entries)]
+    else:
+        datas = [({"area": source.stem, **raw}, "")]
+    areas: list[AreaConfig] = []
+    for data, where in datas:
+        data = {**data, "source_file": source}
+        if isinstance(data.get("districts"), dict) and data["districts"].get("area_column"):
+            areas += [_validate_area(d, source, where) for d in _split_by_area_column(data, source)]
+        else:
+            areas.append(_validate_area(data, source, where))
+    codes = [a.code for a in areas]
+    if duplicates := sorted({c for c in codes if codes.count(c) > 1}):
+        raise ConfigError(f"{source}: area codes must be unique; repeated: {', '.join(duplicates)}")
+    return PipelineConfig(areas=tuple(areas), source_file=source)
+
+
+def load_config(path: str | Path | None = None) -> PipelineConfig:
+    """Read and validate a config file (default ``$NDVI_CONFIG`` or the demo config)."""
     path = Path(path or os.environ.get("NDVI_CONFIG") or DEFAULT_CONFIG).resolve()
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist (set NDVI_CONFIG)")
@@ -299,10 +406,23 @@ def load_config(path: str | Path | None = None) -> AreaConfig:
 
 
 def config_json_schema() -> dict[str, Any]:
-    """The JSON schema of an area config file, for editors (YAML language server, VS Code)."""
+    """The JSON schema of a config file, for editors (YAML language server, VS Code): one area at the top
+    level, or ``areas`` (a list of areas) with top-level defaults."""
     schema = AreaConfig.model_json_schema(by_alias=True, mode="validation")
     schema["properties"].pop("source_file", None)
-    schema["title"] = "NDVI pipeline area config"
+    schema["$defs"]["DistrictsConfig"]["properties"].pop("area_value", None)
+    area = {k: schema.pop(k) for k in ("properties", "required", "additionalProperties", "description")}
+    area["type"] = "object"
+    area["title"] = "Area"
+    schema["$defs"]["Area"] = area
+    defaults = {**area, "required": [], "title": "Defaults for every area"}
+    defaults["properties"] = {**area["properties"], "areas": {
+        "type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Area"},
+        "description": "the areas; top-level keys are defaults each area may override"}}
+    defaults["properties"].pop("area")
+    schema["title"] = "NDVI pipeline config"
+    schema["anyOf"] = [{"$ref": "#/$defs/Area"}, {**defaults, "required": ["areas"]}]
+    schema.pop("type", None)
     return schema
 
 

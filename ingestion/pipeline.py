@@ -1,6 +1,6 @@
 """The pipeline's steps as plain functions (Dagster assets are thin wrappers around these).
 
-Output layout under ``cfg.output_dir`` (mirrors the notebook):
+Output layout under ``cfg.area_dir`` (``<output_dir>/<area>/``; below it, the notebook's layout):
 ``aoi/aoi_boundary.gpkg``, ``{year}/composite/ndvi_composite_{year}.tif``,
 ``{year}/stats/zonal_stats_{year}.geojson``, ``latest/ndvi_stats_latest.geojson``, ``latest/breaks.json``,
 ``latest/ndvi_latest_map.png``.
@@ -21,7 +21,7 @@ from ingestion.config import AreaConfig, validate_year
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
-from ingestion.export.stats import latest_stats, yearly_stats
+from ingestion.export.stats import latest_stats, stats_years, yearly_stats
 from ingestion.imagery.cog import write_composite_cog
 from ingestion.imagery.composite import Composite, build_composite
 from ingestion.imagery.grid import target_geobox
@@ -66,11 +66,15 @@ def screen_items(selection: SceneSelection, policy: str = "drop") -> SceneSelect
 
 
 def composite_path(cfg: AreaConfig, year: int) -> Path:
-    return cfg.output_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
+    return cfg.area_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
+
+
+def yearly_geojson_path(cfg: AreaConfig, year: int) -> Path:
+    return cfg.area_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
 
 
 def aoi_path(cfg: AreaConfig) -> Path:
-    return cfg.output_dir / "aoi" / "aoi_boundary.gpkg"
+    return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
 def prepare_districts(cfg: AreaConfig) -> gpd.GeoDataFrame:
@@ -135,8 +139,8 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
 def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:
     """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``."""
     year = validate_year(year)
-    path = cfg.output_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
-    return write_stats_geojson(yearly_stats(conn, year), path, cfg.exports.decimals)
+    return write_stats_geojson(yearly_stats(conn, cfg.code, year), yearly_geojson_path(cfg, year),
+                               cfg.exports.decimals)
 
 
 @dataclass
@@ -156,10 +160,9 @@ def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Pa
     A re-districting recomputes every year's statistics in one dbt run; this keeps every year's file to the
     current districts too. Unchanged files are left as they are. Returns the files that were (re)written.
     """
-    years = [row[0] for row in conn.execute("select distinct year from analytics.ndvi_stats_yearly order by 1")]
     written = []
-    for year in years:
-        path = cfg.output_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
+    for year in stats_years(conn, cfg.code):
+        path = yearly_geojson_path(cfg, year)
         before = path.stat().st_mtime_ns if path.exists() else None
         export_year(conn, cfg, year)
         if path.stat().st_mtime_ns != before:
@@ -176,8 +179,8 @@ def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
     if refreshed:
         log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
                  ", ".join(p.name for p in refreshed))
-    stats = latest_stats(conn)
-    out = cfg.output_dir / "latest"
+    stats = latest_stats(conn, cfg.code)
+    out = cfg.area_dir / "latest"
     geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
     values = stats["mean_ndvi"].astype(float).to_numpy()
     breaks = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pyogrio
@@ -20,7 +21,7 @@ class VectorInputError(ValueError):
     """A districts or boundary file is unusable; the message names the file, layer or column and the fix."""
 
 
-def _read(path: str, layer: str | None, what: str) -> gpd.GeoDataFrame:
+def _read(path: str, layer: str | None, what: str, **read_options: Any) -> gpd.GeoDataFrame:
     is_url = "://" in path or path.startswith("/vsi")
     if not is_url and not Path(path).exists():
         raise VectorInputError(f"{what} file {path} does not exist; fix the path in the area config")
@@ -33,11 +34,13 @@ def _read(path: str, layer: str | None, what: str) -> gpd.GeoDataFrame:
     if layer is None and len(layers) > 1:
         log.warning("%s file %s has layers %s; using the first (set 'layer' to choose)", what, path, layers)
     try:
-        gdf = gpd.read_file(path, layer=layer)
+        gdf = gpd.read_file(path, layer=layer, **read_options)
     except Exception as exc:  # noqa: BLE001
         raise VectorInputError(f"{what} file {path} (layer {layer or layers[0]!r}) cannot be read: {exc}") from None
     if gdf.empty:
         raise VectorInputError(f"{what} file {path} (layer {layer or layers[0]!r}) has no features")
+    if read_options.get("read_geometry") is False:
+        return gdf
     if gdf.crs is None:
         raise VectorInputError(f"{what} file {path} has no CRS; assign one (e.g. ogr2ogr -a_srs EPSG:28992)")
     return gdf
@@ -67,10 +70,29 @@ def _as_multipolygon(geom: BaseGeometry | None) -> MultiPolygon:
     return MultiPolygon(parts)
 
 
+def area_values(cfg: DistrictsConfig) -> list[str]:
+    """The distinct values of ``cfg.area_column`` in the districts file (attributes only), sorted."""
+    fields = list(pyogrio.read_info(cfg.path, layer=cfg.layer)["fields"]) if Path(cfg.path).exists() else []
+    if fields and cfg.area_column not in fields:
+        raise VectorInputError(f"districts file {cfg.path} has no column {cfg.area_column!r} (columns: "
+                               f"{', '.join(fields)}); set districts.area_column")
+    gdf = _read(cfg.path, cfg.layer, "districts", columns=[cfg.area_column], read_geometry=False)
+    values = gdf[cfg.area_column].dropna().astype(str).str.strip()
+    return sorted(v for v in values.unique() if v)
+
+
 def read_districts(cfg: DistrictsConfig) -> gpd.GeoDataFrame:
     """Districts as ``district_code`` (text, unique, non-empty), ``district_name``, MultiPolygon geometry,
-    in the file's own CRS. Invalid geometries are repaired with a warning naming them."""
+    in the file's own CRS (only the rows of ``cfg.area_value`` when the file holds many areas). Invalid
+    geometries are repaired with a warning naming them."""
     gdf = _read(cfg.path, cfg.layer, "districts")
+    if cfg.area_column:
+        if cfg.area_column not in gdf.columns:
+            raise VectorInputError(f"districts file {cfg.path} has no column {cfg.area_column!r}; set "
+                                   "districts.area_column")
+        gdf = gdf[gdf[cfg.area_column].astype(str).str.strip() == cfg.area_value]
+        if gdf.empty:
+            raise VectorInputError(f"districts file {cfg.path}: no rows with {cfg.area_column} = {cfg.area_value!r}")
     if cfg.code_column not in gdf.columns:
         columns = ", ".join(c for c in gdf.columns if c != "geometry")
         raise VectorInputError(f"districts file {cfg.path} has no column {cfg.code_column!r} "

@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 import rasterio.windows
 from odc.geo.geobox import GeoBox
+from rasterio.features import rasterize
 
 
 def free_port() -> int:
@@ -105,3 +106,18 @@ class FlakyProxy:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def numpy_zonal(cog, districts) -> dict:
+    """Pixel-centre zonal statistics with numpy on the exported COG."""
+    with rasterio.open(cog) as src:
+        ndvi = src.read(1)
+        zones = rasterize([(g, i + 1) for i, g in enumerate(districts.geometry)], out_shape=ndvi.shape,
+                          transform=src.transform, fill=0, all_touched=False, dtype="int32")
+        nodata = src.nodata
+    out = {}
+    for i, code in enumerate(districts["district_code"]):
+        inside = zones == i + 1
+        values = ndvi[inside & (ndvi != nodata)].astype(np.float64)
+        out[code] = (int(inside.sum()), values)
+    return out

@@ -1,40 +1,48 @@
-"""Point the Dagster code location at the session's synthetic area and test database, then import it."""
+"""A config for the session's synthetic area and test database, and running it through the real jobs."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import yaml
 
+from dagster_project.cli import run
+from ingestion.config import PipelineConfig, load_config
 
-def write_area_config(sample_area: dict, out_dir: Path, years: list[int]) -> Path:
+AREA = "test-area"
+
+
+def write_area_config(sample_area: dict, out_dir: Path, years: list[int], area: str = AREA,
+                      districts: str | None = None) -> Path:
+    """A one-area config file beside ``out_dir`` (the output folder) for the sample catalog."""
     config = {
-        "area": "test-area",
-        "districts": {"path": sample_area["districts"]},
+        "area": area,
+        "districts": {"path": districts or sample_area["districts"]},
         "years": years,
         "imagery": {"source": "local-stac", "options": {"catalog_path": sample_area["catalog"]}},
         "output_dir": str(out_dir),
     }
-    path = out_dir.parent / f"{out_dir.name}.yaml"
+    path = out_dir.parent / f"{out_dir.name}-{area}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def load_code_location(config: Path):
-    """Import (or re-import) the code location with ``config``; returns the runner module."""
-    os.environ["NDVI_CONFIG"] = str(config)
-    import dagster_project.settings
-
-    importlib.reload(dagster_project.settings)
-    for name in ("dagster_project.assets.vector", "dagster_project.assets.imagery", "dagster_project.assets.dbt",
-                 "dagster_project.assets.exports", "dagster_project.definitions", "dagster_project.runner"):
-        module = importlib.import_module(name)
-        importlib.reload(module)
-    return importlib.import_module("dagster_project.runner")
+def run_pipeline(config: PipelineConfig | Path, years: list[int], inputs: bool = True, latest: bool = True,
+                 areas: list[str] | None = None) -> list[dg.ExecuteInProcessResult]:
+    """The area inputs, the years and the latest layer, as ``ndvi-pipeline run`` does, on an ephemeral
+    instance; every run must succeed with no failing ERROR check."""
+    if isinstance(config, Path):
+        config = load_config(config)
+    results = run(config, areas=areas, years=years, instance=dg.DagsterInstance.ephemeral(), inputs=inputs,
+                  latest=latest, echo=lambda line: None)
+    for result in results:
+        assert result.success, [e.message for e in result.all_events if e.is_failure][:3]
+        failed = [e for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
+        assert not failed, failed
+    return results
 
 
 def reset_database(url: str, out_dir: Path | None = None) -> None:

@@ -128,7 +128,7 @@ def test_config_paths_resolve_relative_to_file_and_env(tmp_path, monkeypatch):
     path = tmp_path / "cfg" / "area.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(raw))
-    cfg = load_config(path)
+    cfg = load_config(path).areas[0]
     assert cfg.districts.path == str(tmp_path / "cfg" / "d.gpkg")
     assert cfg.imagery.options["catalog_path"] == str(tmp_path / "out" / "cat" / "catalog.json")
     assert cfg.output_dir == tmp_path / "out"
@@ -151,6 +151,55 @@ def test_json_schema_for_editors_is_current():
 
     committed = json.loads((PROJECT_ROOT / "dagster_project" / "configs" / "area.schema.json").read_text())
     assert committed == json.loads(json.dumps(config_json_schema())), "run: ndvi-config-schema > .../area.schema.json"
-    assert committed["additionalProperties"] is False
     assert all(d["additionalProperties"] is False for d in committed["$defs"].values())
-    assert {"area", "districts", "years", "imagery", "exports"} <= set(committed["properties"])
+    assert {"area", "districts", "years", "imagery", "exports"} <= set(committed["$defs"]["Area"]["properties"])
+    many = committed["anyOf"][1]
+    assert many["required"] == ["areas"] and many["additionalProperties"] is False
+
+
+def test_many_areas_as_a_list_with_defaults_merged_key_by_key(tmp_path):
+    raw = {"years": [2024], "imagery": {"source": "local-stac", "cloud_cover_max": 10,
+                                        "options": {"catalog_path": "c.json"}},
+           "areas": [{"area": "north", "districts": {"path": "n.gpkg"}},
+                     {"area": "south", "districts": {"path": "s.gpkg"}, "years": [2019],
+                      "imagery": {"cloud_cover_max": 20}}]}
+    path = tmp_path / "areas.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    assert config.codes == ("north", "south") and config.years == (2019, 2024)
+    north, south = config.areas
+    assert (north.imagery.cloud_cover_max, south.imagery.cloud_cover_max) == (10, 20)
+    assert south.imagery.source == "local-stac" and south.imagery.options["catalog_path"] == str(tmp_path / "c.json")
+    assert south.years == (2019,) and south.area_dir == north.output_dir / "south"
+
+    raw["areas"][1]["imagery"] = {"sourse": "x"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"areas\[1\].imagery.sourse: unknown key; did you mean 'source'\?"):
+        load_config(path)
+    raw["areas"][1] = {"area": "north", "districts": {"path": "s.gpkg"}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="area codes must be unique; repeated: north"):
+        load_config(path)
+
+
+def test_one_districts_file_split_into_areas_by_a_column(tmp_path):
+    gdf = _districts(["A1", "A2", "B1"])
+    gdf["gm_code"] = ["GM01", "GM01", "GM02"]
+    districts = _write(tmp_path, gdf)
+    raw = {"districts": {"path": districts, "area_column": "gm_code"}, "years": [2024],
+           "imagery": {"source": "local-stac", "options": {"catalog_path": "c.json"}}}
+    path = tmp_path / "national.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    assert config.codes == ("GM01", "GM02")
+    assert list(read_districts(config.area("GM01").districts)["district_code"]) == ["A1", "A2"]
+    assert list(read_districts(config.area("GM02").districts)["district_code"]) == ["B1"]
+
+    raw["districts"]["areas"] = ["GM02", "GM99"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"districts.areas: \['GM99'\] not found in column 'gm_code'"):
+        load_config(path)
+    raw["districts"] = {"path": districts, "area_column": "gemeente"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(VectorInputError, match="has no column 'gemeente'"):
+        load_config(path)

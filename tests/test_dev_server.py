@@ -39,7 +39,7 @@ def test_dagster_dev_serves_the_asset_graph_and_stops_on_ctrl_c(tmp_path):
             time.sleep(1)
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"districts", "aoi_boundary", "ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles",
-                "ndvi_stats_yearly", "ndvi_stats_latest", "ndvi_exports"} <= keys
+                "ndvi_stats_yearly", "ndvi_stats_latest", "yearly_exports", "latest_exports"} <= keys
         assert urllib.request.urlopen(url, timeout=5).status == 200
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group

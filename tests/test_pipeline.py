@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -18,9 +18,11 @@ import yaml
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 
+from dagster_project.cli import run
 from ingestion.cli.dbt import DBT_PROJECT_DIR
-from tests.helpers import read_on_geobox
-from tests.pipeline_env import load_code_location, reset_database, write_area_config
+from ingestion.config import load_config
+from tests.helpers import numpy_zonal, read_on_geobox
+from tests.pipeline_env import AREA, reset_database, run_pipeline, write_area_config
 
 YEARS = [2019, 2021, 2024]  # 2021 is all cloud in the sample area
 LATEST_QUERY = ("select district_code, source_year, pixel_count, valid_fraction, min_ndvi, max_ndvi, mean_ndvi,"
@@ -31,18 +33,11 @@ LATEST_QUERY = ("select district_code, source_year, pixel_count, valid_fraction,
 def area(sample_area, database_url, tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline") / "data"
     config = write_area_config(sample_area, out, YEARS)
-    runner = load_code_location(config)
-    return {"runner": runner, "out": out, "url": database_url, "sample": sample_area, "config": config}
+    return {"config": config, "out": out / AREA, "url": database_url, "sample": sample_area}
 
 
 def _run(area, years, inputs=True):
-    results = area["runner"].materialize_area(years, inputs=inputs)
-    for result in results:
-        assert result.success
-        failed = [e for e in result.get_asset_check_evaluations() if not e.passed
-                  and e.severity.value == "ERROR"]
-        assert not failed, failed
-    return results
+    return run_pipeline(area["config"], years, inputs=inputs)
 
 
 def _rounded(rows):
@@ -70,23 +65,9 @@ def test_graph_materialises_with_dbt_checks_as_asset_checks(built):
     assert len(dbt_checks) >= 10 and all(e.passed for e in dbt_checks)
     keys = {m.asset_key.to_user_string() for r in built["results"] for m in r.get_asset_materialization_events()
             for m in [m.event_specific_data.materialization]}
-    assert {"districts", "aoi_boundary", "ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles",
-            "ndvi_stats_yearly", "ndvi_stats_latest", "ndvi_exports"} <= keys
-
-
-def _numpy_zonal(cog, districts):
-    """Pixel-centre zonal statistics with numpy on the exported COG."""
-    with rasterio.open(cog) as src:
-        ndvi = src.read(1)
-        zones = rasterize([(g, i + 1) for i, g in enumerate(districts.geometry)], out_shape=ndvi.shape,
-                          transform=src.transform, fill=0, all_touched=False, dtype="int32")
-        nodata = src.nodata
-    out = {}
-    for i, code in enumerate(districts["district_code"]):
-        inside = zones == i + 1
-        values = ndvi[inside & (ndvi != nodata)].astype(np.float64)
-        out[code] = (int(inside.sum()), values)
-    return out
+    assert {"districts", "aoi_boundary", "ndvi_composite", "raw_ndvi_composites", "stg_districts", "stg_ndvi_tiles",
+            "ndvi_stats_yearly", "ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change",
+            "yearly_exports", "latest_exports"} <= keys
 
 
 def test_yearly_stats_equal_numpy_on_the_cog_and_the_truth(built):
@@ -97,7 +78,7 @@ def test_yearly_stats_equal_numpy_on_the_cog_and_the_truth(built):
     assert len(rows) == 2 * len(districts)
     for year in (2019, 2024):
         cog = built["out"] / str(year) / "composite" / f"ndvi_composite_{year}.tif"
-        expected = _numpy_zonal(cog, districts)
+        expected = numpy_zonal(cog, districts)
         with rasterio.open(cog) as src:
             geobox = GeoBox((src.height, src.width), src.transform, src.crs)
         truth = read_on_geobox(built["sample"]["root"] / "truth" / f"ndvi_true_{year}.tif", geobox)
@@ -190,11 +171,10 @@ def test_two_years_materialised_at_once_by_two_processes(area):
 
     reset_database(area["url"], area["out"])
     _run(area, [], inputs=True)
-    script = ("import sys; from dagster_project.runner import materialize_area;"
-              "ok = all(r.success for r in materialize_area([int(sys.argv[1])], inputs=False));"
-              "sys.exit(0 if ok else 1)")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(year)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for year in (2024, 2019)]
+    script = ("import sys; from pathlib import Path; from tests.pipeline_env import run_pipeline;"
+              "run_pipeline(Path(sys.argv[2]), [int(sys.argv[1])], inputs=False)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(year), str(area["config"])],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for year in (2024, 2019)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-4000:]
@@ -240,37 +220,34 @@ def test_redistricting_recomputes_every_year_and_file_for_the_current_districts(
     config["years"] = [2019, 2022, 2024]  # 2022 has no scenes in the sample catalog
     redistricted = tmp_path / "redistricted.yaml"
     redistricted.write_text(yaml.safe_dump(config))
-    runner = load_code_location(redistricted)
-    try:
-        # a run whose imagery fails publishes nothing: districts and statistics stay as they were
-        before = _codes_in_tables_and_files(area["url"], area["out"])
-        results = runner.materialize_area([2022], raise_on_error=False)
-        assert results[0].success and not results[1].success
-        assert _codes_in_tables_and_files(area["url"], area["out"]) == before
-        assert before["latest"] == sorted(old["district_code"])
+    # a run whose imagery fails publishes nothing: districts and statistics stay as they were
+    before = _codes_in_tables_and_files(area["url"], area["out"])
+    results = run(load_config(redistricted), years=[2022], instance=dg.DagsterInstance.ephemeral(),
+                  echo=lambda line: None)
+    assert results[0].success and not results[1].success
+    assert _codes_in_tables_and_files(area["url"], area["out"]) == before
+    assert before["latest"] == sorted(old["district_code"])
 
-        _run(area, [2024])  # only 2024: dbt recomputes 2019 for the new districts too
-        found = _codes_in_tables_and_files(area["url"], area["out"])
-        assert found == {name: expected for name in found}, found
-        with psycopg.connect(area["url"]) as conn:
-            rows = conn.execute("select district_code, year, pixel_count, district_pixel_count, mean_ndvi"
-                                " from analytics.ndvi_stats_yearly").fetchall()
-            versions = conn.execute("select count(distinct districts_version) from analytics.ndvi_stats_yearly"
-                                    " where districts_version = (select min(districts_version) from raw.districts)"
-                                    ).fetchone()[0]
-        assert versions == 1
-        for year in (2019, 2024):
-            expected_stats = _numpy_zonal(area["out"] / str(year) / "composite" / f"ndvi_composite_{year}.tif", new)
-            for code, _year, count, district_pixels, mean in (r for r in rows if r[1] == year):
-                total, values = expected_stats[code]
-                assert (count, district_pixels) == (values.size, total)
-                assert mean == pytest.approx(values.mean(), abs=1e-6)
-        yearly_2019 = gpd.read_file(area["out"] / "2019" / "stats" / "zonal_stats_2019.geojson")
-        stored = {r[0]: r[4] for r in rows if r[1] == 2019}
-        for code, mean in zip(yearly_2019["district_code"], yearly_2019["mean_ndvi"], strict=True):
-            assert mean == round(stored[code], 2)
-    finally:
-        load_code_location(area["config"])
+    run_pipeline(redistricted, [2024])  # only 2024: dbt recomputes 2019 for the new districts too
+    found = _codes_in_tables_and_files(area["url"], area["out"])
+    assert found == {name: expected for name in found}, found
+    with psycopg.connect(area["url"]) as conn:
+        rows = conn.execute("select district_code, year, pixel_count, district_pixel_count, mean_ndvi"
+                            " from analytics.ndvi_stats_yearly").fetchall()
+        versions = conn.execute("select count(distinct districts_version) from analytics.ndvi_stats_yearly"
+                                " where districts_version = (select min(districts_version) from raw.districts)"
+                                ).fetchone()[0]
+    assert versions == 1
+    for year in (2019, 2024):
+        expected_stats = numpy_zonal(area["out"] / str(year) / "composite" / f"ndvi_composite_{year}.tif", new)
+        for code, _year, count, district_pixels, mean in (r for r in rows if r[1] == year):
+            total, values = expected_stats[code]
+            assert (count, district_pixels) == (values.size, total)
+            assert mean == pytest.approx(values.mean(), abs=1e-6)
+    yearly_2019 = gpd.read_file(area["out"] / "2019" / "stats" / "zonal_stats_2019.geojson")
+    stored = {r[0]: r[4] for r in rows if r[1] == 2019}
+    for code, mean in zip(yearly_2019["district_code"], yearly_2019["mean_ndvi"], strict=True):
+        assert mean == round(stored[code], 2)
 
 
 def test_dbt_build_on_an_empty_database_says_what_to_materialise_first(area):

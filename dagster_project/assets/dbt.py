@@ -1,43 +1,91 @@
-"""The dbt models as assets. dbt tests become asset checks; sources map onto the Python assets."""
+"""The dbt models as two asset sets by cadence: yearly (area × year) and per area (latest, change).
+
+dbt tests become asset checks with the names and descriptions of the yml files; each result carries the
+partition it ran for. dbt gets no ``--vars``: the incremental models pick up what was loaded since their last
+run, so every partition reuses dbt's partial parse.
+"""
 
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from dagster_project.partitions import AREA, area_partitions, area_year_partitions
 from dagster_project.resources import PostGISResource, dbt_lock, dbt_project, point_dbt_at
-from dagster_project.settings import year_partitions
+from ingestion.config import PipelineConfig
 
-#: dbt source table -> the Python asset that loads it.
-SOURCE_ASSETS = {"districts": dg.AssetKey("districts"), "ndvi_composites": dg.AssetKey("raw_ndvi_composites")}
+YEARLY_MODELS = "stg_ndvi_tiles ndvi_stats_yearly"
+AREA_MODELS = "stg_districts ndvi_stats_newest_valid_year ndvi_stats_latest ndvi_change"
+#: The per-area models that follow any year of their area (declarative automation).
+LATEST_MODELS = ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change")
+
+#: After any year of the area is materialised: unlike `eager`, it does not wait until every year exists,
+#: and a missing latest layer alone (a new deployment with no year yet) requests nothing.
+AFTER_ANY_YEAR = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after any year of the area")
 
 
 class NdviDbtTranslator(DagsterDbtTranslator):
+    """Model names as asset keys (sources map to the Python assets through ``meta.dagster`` in
+    ``__sources.yml``), one group, the latest models refreshed after any year of their area."""
+
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["name"] in SOURCE_ASSETS:
-            return SOURCE_ASSETS[dbt_resource_props["name"]]
         if dbt_resource_props["resource_type"] == "model":
-            return dg.AssetKey(dbt_resource_props["name"])  # the model name, as the exports refer to it
+            return dg.AssetKey(dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "analytics"
 
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return AFTER_ANY_YEAR if dbt_resource_props["name"] in LATEST_MODELS else None
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
-    partitions_def=year_partitions,
-    pool="dbt",  # one dbt run at a time against the shared database
-)
-def ndvi_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource):
+    def get_partition_mapping(self, dbt_resource_props: Mapping[str, Any],
+                              dbt_parent_resource_props: Mapping[str, Any]) -> dg.PartitionMapping | None:
+        # a per-area model reads every year of its area
+        if dbt_parent_resource_props.get("name") == "ndvi_stats_yearly":
+            return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=AREA)
+        return None
+
+
+TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource) -> Iterator[Any]:
+    """``dbt build`` of the selected models, one run at a time, with row counts and partitioned check results."""
     point_dbt_at(postgis)
-    args = ["build"]
-    if context.has_partition_key:
-        args += ["--vars", json.dumps({"year": int(context.partition_key)})]
+    partition = {"partition": context.partition_key} if context.has_partition_key else {}
     with dbt_lock(postgis):
-        yield from dbt.cli(args, context=context).stream()
+        # buildable: a test runs with the models it checks, once its other parents (e.g. stg_districts) exist
+        args = ["build", "--indirect-selection", "buildable"]
+        for event in dbt.cli(args, context=context).stream().fetch_row_counts():
+            if isinstance(event, dg.AssetCheckResult) and partition:
+                # so the check history says which area and year passed or failed
+                event = dg.AssetCheckResult(passed=event.passed, asset_key=event.asset_key,
+                                            check_name=event.check_name, severity=event.severity,
+                                            description=event.description,
+                                            metadata={**event.metadata, **partition})
+            yield event
+
+
+def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+    """The yearly dbt models (area × year) and the per-area ones (area)."""
+
+    @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=YEARLY_MODELS,
+                dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
+                name="dbt_yearly_models", pool="dbt")
+    def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource):
+        yield from _run_dbt(context, dbt, postgis)
+
+    @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
+                dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),
+                name="dbt_area_models", pool="dbt")
+    def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource):
+        yield from _run_dbt(context, dbt, postgis)
+
+    return [dbt_yearly_models, dbt_area_models]

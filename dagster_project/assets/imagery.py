@@ -1,71 +1,100 @@
-"""Yearly ``ndvi_composite`` (COG file) and its load into ``raw.ndvi_composites``."""
+"""Per area and year: ``ndvi_composite`` (COG file) and its load into ``raw.ndvi_composites``."""
 
 
 import dagster as dg
 import numpy as np
 
-from dagster_project.assets.vector import aoi_boundary
+from dagster_project.partitions import area_and_year, area_year_partitions
 from dagster_project.resources import PostGISResource
-from dagster_project.settings import AREA, year_partitions
 from ingestion import pipeline
+from ingestion.config import PipelineConfig
 from ingestion.export.preview import composite_png, markdown_image
 from ingestion.load.postgis import load_composite, published_districts_version
 
 MIN_VALID_FRACTION = 0.5
 
+SCENES_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("item", "string", description="STAC item id"),
+    dg.TableColumn("kept", "bool"),
+    dg.TableColumn("reason", "string", description="why it was kept or dropped"),
+    dg.TableColumn("cloud_cover", "float", description="eo:cloud_cover, percent"),
+    dg.TableColumn("offset_rule", "string", description="how the radiometric offset was decided"),
+])
 
-@dg.asset(
-    group_name="imagery", partitions_def=year_partitions, deps=[aoi_boundary], kinds={"python", "stac"},
-    description="Median NDVI composite of one year's clear Sentinel-2 observations (COG, band 2 = clear days).",
-    check_specs=[
-        dg.AssetCheckSpec("ndvi_in_range", asset="ndvi_composite",
-                          description="every valid pixel lies in [-1, 1] and no NaN/inf is stored"),
-        dg.AssetCheckSpec("valid_fraction", asset="ndvi_composite",
-                          description=f"warns when under {MIN_VALID_FRACTION:.0%} of pixels have a clear day"),
-    ],
-)
-def ndvi_composite(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    year = int(context.partition_key)
-    try:
-        result = pipeline.composite_year(AREA, year)
-    except pipeline.NoScenesError as exc:
-        raise dg.Failure(description=str(exc)) from None
-    comp = result.composite
-    valid = comp.ndvi[np.isfinite(comp.ndvi)]
-    in_range = bool(valid.size == 0 or (valid.min() >= -1 and valid.max() <= 1))
-    scenes = [{"item": d.item_id, "kept": d.kept, "reason": d.reason} for d in result.selection.decisions]
-    png = composite_png(comp.ndvi, f"{AREA.name} {year}: median NDVI")
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(result.path)),
-            "scenes_used": len(result.selection.items),
-            "scenes_dropped": len(result.selection.dropped),
-            "scenes": dg.MetadataValue.json(scenes),
-            "radiometry": dg.MetadataValue.json(comp.radiometry),
-            "clear_days": len(comp.days),
-            "valid_fraction": round(comp.valid_fraction, 4),
-            "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {AREA.imagery.resolution} m, {comp.geobox.crs}",
-            "mean_ndvi": float(valid.mean()) if valid.size else None,
-            "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
-        },
-        check_results=[
-            dg.AssetCheckResult(check_name="ndvi_in_range", passed=in_range),
-            dg.AssetCheckResult(check_name="valid_fraction", passed=comp.valid_fraction >= MIN_VALID_FRACTION,
-                                severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"valid_fraction": comp.valid_fraction}),
+
+def _scenes_table(result: pipeline.YearComposite) -> dg.TableMetadataValue:
+    """One row per candidate scene: kept or dropped and why, cloud cover and the offset rule applied."""
+    cover = {i.id: i.properties.get("eo:cloud_cover") for i in result.selection.items}
+    rules = result.composite.radiometry  # item id -> "scale …, offset … (rule)"
+    rows = [dg.TableRecord({"item": d.item_id, "kept": d.kept, "reason": d.reason,
+                            "cloud_cover": round(float(cover[d.item_id]), 2) if cover.get(d.item_id) is not None
+                            else None,
+                            "offset_rule": rules.get(d.item_id, "")})
+            for d in result.selection.decisions]
+    return dg.MetadataValue.table(rows, schema=SCENES_SCHEMA)
+
+
+def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+    """The yearly composite and its load, partitioned by area × year."""
+    partitions = area_year_partitions(config)
+
+    @dg.asset(
+        group_name="imagery", partitions_def=partitions, deps=[dg.AssetKey("aoi_boundary")],
+        kinds={"python", "stac"}, pool="composite",
+        description="Median NDVI composite of one year's clear Sentinel-2 observations over the area (COG, "
+                    "band 2 = clear days).",
+        check_specs=[
+            dg.AssetCheckSpec("ndvi_in_range", asset="ndvi_composite",
+                              description="Every valid pixel lies in [-1, 1] and no NaN/inf is stored."),
+            dg.AssetCheckSpec("valid_fraction", asset="ndvi_composite",
+                              description=f"Warns when under {MIN_VALID_FRACTION:.0%} of the area's pixels have "
+                                          "a clear day."),
         ],
     )
+    def ndvi_composite(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        area, year = area_and_year(config, context)
+        try:
+            result = pipeline.composite_year(area, year)
+        except pipeline.NoScenesError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        comp = result.composite
+        valid = comp.ndvi[np.isfinite(comp.ndvi)]
+        in_range = bool(valid.size == 0 or (valid.min() >= -1 and valid.max() <= 1))
+        png = composite_png(comp.ndvi, f"{area.code} {year}: median NDVI")
+        partition = {"area": area.code, "year": year}
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(result.path)),
+                "scenes_used": len(result.selection.items),
+                "scenes_dropped": len(result.selection.dropped),
+                "scenes": _scenes_table(result),
+                "clear_days": len(comp.days),
+                "valid_fraction": round(comp.valid_fraction, 4),
+                "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {area.imagery.resolution:g} m, "
+                        f"{comp.geobox.crs}",
+                "mean_ndvi": round(float(valid.mean()), 4) if valid.size else None,
+                "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name="ndvi_in_range", passed=in_range, metadata=partition),
+                dg.AssetCheckResult(check_name="valid_fraction", passed=comp.valid_fraction >= MIN_VALID_FRACTION,
+                                    severity=dg.AssetCheckSeverity.WARN,
+                                    metadata={**partition, "valid_fraction": round(comp.valid_fraction, 4)}),
+            ],
+        )
 
+    @dg.asset(group_name="imagery", partitions_def=partitions, deps=[ndvi_composite], kinds={"postgres"},
+              description="The area-year's composite in raw.ndvi_composites, replaced in one transaction that "
+                          "also publishes the area's staged districts.")
+    def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
+        area, year = area_and_year(config, context)
+        path = pipeline.composite_path(area, year)
+        if not path.exists():
+            raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for {area.code} {year}")
+        with postgis.connect() as conn:
+            tiles = load_composite(conn, area.code, year, path)
+            version = published_districts_version(conn, area.code)
+        return dg.MaterializeResult(metadata={"dagster/row_count": tiles, "table": "raw.ndvi_composites",
+                                              "districts_version": version})
 
-@dg.asset(group_name="imagery", partitions_def=year_partitions, deps=[ndvi_composite], kinds={"postgres"},
-          description="The year's composite in raw.ndvi_composites (replaced in one transaction).")
-def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
-    year = int(context.partition_key)
-    path = pipeline.composite_path(AREA, year)
-    if not path.exists():
-        raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for {year} first")
-    with postgis.connect() as conn:
-        tiles = load_composite(conn, year, path)  # publishes staged districts in the same transaction
-        version = published_districts_version(conn)
-    return dg.MaterializeResult(metadata={"tiles": tiles, "table": "raw.ndvi_composites", "year": year,
-                                          "districts_version": version})
+    return [ndvi_composite, raw_ndvi_composites]

@@ -7,7 +7,6 @@ to dbt as libpq ``PG*`` variables, which ``dbt_project/profiles.yml`` reads.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,10 +25,11 @@ def dbt_environment() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Replace this process with dbt (``os.execvpe``), so that a signal to its pid reaches dbt itself."""
     args = sys.argv[1:] if argv is None else argv
     dbt = Path(sys.executable).with_name("dbt")
     cmd = [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR)]
-    return subprocess.run(cmd, env=dbt_environment(), check=False).returncode
+    os.execvpe(cmd[0], cmd, dbt_environment())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Read district statistics from the analytics schema, joined to district geometries."""
+"""Read one area's district statistics from the analytics schema, joined to the published districts."""
 
 from __future__ import annotations
 
@@ -10,31 +10,41 @@ from ingestion.config import validate_year
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple) -> gpd.GeoDataFrame:
-    srid = conn.execute("select find_srid('raw', 'districts', 'geometry')").fetchone()[0]
     cur = conn.execute(query, params)
     names = [d.name for d in cur.description]
     rows = cur.fetchall()
-    data = {n: [r[i] for r in rows] for i, n in enumerate(names) if n != "wkb"}
+    data = {n: [r[i] for r in rows] for i, n in enumerate(names) if n not in ("wkb", "srid")}
     geoms = shapely.from_wkb([bytes(r[names.index("wkb")]) for r in rows]) if rows else []
+    srid = rows[0][names.index("srid")] if rows else 4326
     return gpd.GeoDataFrame(data, geometry=list(geoms), crs=f"EPSG:{srid}")
 
 
-def yearly_stats(conn: psycopg.Connection, year: int) -> gpd.GeoDataFrame:
-    """Every district with its statistics for ``year`` (NULL stats where none), in the working CRS."""
+def yearly_stats(conn: psycopg.Connection, area_code: str, year: int) -> gpd.GeoDataFrame:
+    """Every district of the area with its statistics for ``year`` (NULL stats where none), working CRS."""
     return _frame(conn, """
         select d.district_code, d.district_name, s.year, s.pixel_count, s.valid_fraction,
-               s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi, st_asbinary(d.geometry) as wkb
+               s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi,
+               st_asbinary(d.geometry) as wkb, st_srid(d.geometry) as srid
         from raw.districts d
-        left join analytics.ndvi_stats_yearly s on s.district_code = d.district_code and s.year = %s
-        order by d.district_code""", (validate_year(year),))
+        left join analytics.ndvi_stats_yearly s
+            on s.area_code = d.area_code and s.district_code = d.district_code and s.year = %s
+        where d.area_code = %s
+        order by d.district_code""", (validate_year(year), area_code))
 
 
-def latest_stats(conn: psycopg.Connection) -> gpd.GeoDataFrame:
-    """Every district with its latest statistics and ``source_year`` (NULL where never valid)."""
+def latest_stats(conn: psycopg.Connection, area_code: str) -> gpd.GeoDataFrame:
+    """Every district of the area with its latest statistics and ``source_year`` (NULL where never valid)."""
     return _frame(conn, """
         select d.district_code, d.district_name, l.source_year, l.pixel_count, l.valid_fraction,
                l.min_ndvi, l.max_ndvi, l.mean_ndvi, l.stddev_ndvi, l.updated_at,
-               st_asbinary(d.geometry) as wkb
+               st_asbinary(d.geometry) as wkb, st_srid(d.geometry) as srid
         from raw.districts d
-        left join analytics.ndvi_stats_latest l on l.district_code = d.district_code
-        order by d.district_code""", ())
+        left join analytics.ndvi_stats_latest l on l.area_code = d.area_code and l.district_code = d.district_code
+        where d.area_code = %s
+        order by d.district_code""", (area_code,))
+
+
+def stats_years(conn: psycopg.Connection, area_code: str) -> list[int]:
+    """The years of the area in ``analytics.ndvi_stats_yearly``."""
+    return [r[0] for r in conn.execute("select distinct year from analytics.ndvi_stats_yearly where area_code = %s"
+                                       " order by 1", (area_code,))]

@@ -1,16 +1,17 @@
 """Write districts and yearly composites into PostGIS, each replacement in one transaction.
 
-Tables (created when missing, schema ``raw``):
-- ``raw.districts_staged``: the districts of the area file, validated, waiting to be published;
-- ``raw.districts(district_code text primary key, district_name text, geometry geometry(MultiPolygon, srid),
-  districts_version text)``: the published districts every statistic is computed for;
-- ``raw.ndvi_composites(year int, rid int, rast raster, primary key (year, rid))``: band 1 median NDVI,
-  band 2 clear-observation count, both float32 with nodata -9999, SRID of the working CRS.
+Tables (created when missing, schema ``raw``), every one keyed by ``area_code``:
+- ``raw.districts_staged``: each area's districts as read from its file, validated, waiting to be published;
+- ``raw.districts(area_code, district_code, district_name, geometry, districts_version)``: the published
+  districts every statistic is computed for; geometry MultiPolygon in the area's working CRS (its SRID);
+- ``raw.ndvi_composites(area_code, year, rid, rast, loaded_at)``: band 1 median NDVI, band 2 clear-observation
+  count, both float32 with nodata -9999, SRID of the area's working CRS.
 
-New districts are published only together with a year's composite, in the same transaction: a run whose
-imagery then fails (no scenes, a bad file) leaves the published districts, and every statistic, as they were.
-``districts_version`` (a hash of codes, names and geometries) tells dbt which years were computed for other
-districts, so that it recomputes them.
+An area's new districts are published only together with one of its years' composites, in the same
+transaction: a run whose imagery then fails (no scenes, a bad file) leaves the published districts, and every
+statistic, as they were. ``districts_version`` (a hash of the area's codes, names and geometries) tells dbt
+which years were computed for other districts, so that it recomputes them; ``loaded_at`` tells it which
+composites are new since its last run.
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ import psycopg
 import rasterio
 import rasterio.windows
 import shapely
-from psycopg import sql
 
 from ingestion.config import validate_year
 from ingestion.load.raster_wkb import raster_wkb
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "raw"
-DEFAULT_LOAD_TILE = 1024  # pixels; dbt re-tiles to 256 in stg_ndvi_tiles
-_SETUP_LOCK = 7_214_001  # advisory lock key: DDL of the raw schema, so concurrent runs do not race
+DEFAULT_LOAD_TILE = 1024  # pixels; dbt re-tiles in stg_ndvi_tiles
+_SETUP_LOCK = 7_214_001  # advisory lock key: DDL of the raw schema and district changes, so runs do not race
+
+
+class DistrictsNotStagedError(RuntimeError):
+    """A year is loaded before the area's districts were staged."""
 
 
 def _srid_of(crs: object, what: str) -> int:
@@ -43,19 +46,49 @@ def _srid_of(crs: object, what: str) -> int:
     return epsg
 
 
+def _lock_setup(conn: psycopg.Connection) -> None:
+    """Serialise schema changes and district publication until the end of the transaction."""
+    conn.execute("select pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+
+
+def _retire_old_layout(conn: psycopg.Connection, table: str) -> None:
+    """A table of the single-area layout (no ``area_code``) is kept as ``<table>_v1`` and replaced."""
+    old = conn.execute("select to_regclass(%s) is not null and not exists (select from information_schema.columns"
+                       " where table_schema = 'raw' and table_name = %s and column_name = 'area_code')",
+                       (f"raw.{table}", table)).fetchone()[0]
+    if old:
+        log.warning("raw.%s has the single-area layout; keeping it as raw.%s_v1 and creating the new one",
+                    table, table)
+        conn.execute(f"drop table if exists raw.{table}_v1 cascade")
+        conn.execute(f"alter table raw.{table} rename to {table}_v1")
+
+
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
-    """Create schema ``raw`` and ``raw.ndvi_composites`` if missing (serialised by an advisory lock)."""
+    """Create schema ``raw`` and its three tables if missing (serialised by an advisory lock)."""
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+        _lock_setup(conn)
         conn.execute("create schema if not exists raw")
+        for table in ("ndvi_composites", "districts", "districts_staged"):
+            _retire_old_layout(conn, table)
         conn.execute("""
             create table if not exists raw.ndvi_composites (
+                area_code text not null,
                 year integer not null,
                 rid integer not null,
                 rast raster not null,
-                loaded_at timestamptz not null default now(),
-                primary key (year, rid)
+                loaded_at timestamptz not null default clock_timestamp(),
+                primary key (area_code, year, rid)
             )""")
+        for table in ("districts", "districts_staged"):
+            conn.execute(f"""
+                create table if not exists raw.{table} (
+                    area_code text not null,
+                    district_code text not null,
+                    district_name text,
+                    geometry geometry(MultiPolygon) not null,
+                    districts_version text not null,
+                    primary key (area_code, district_code)
+                )""")
 
 
 def districts_version(districts: gpd.GeoDataFrame) -> str:
@@ -69,99 +102,77 @@ def districts_version(districts: gpd.GeoDataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def _create_districts_table(conn: psycopg.Connection, table: str, srid: int) -> None:
-    """(Re)create ``raw.<table>`` for ``srid``; a table of another SRID is dropped first."""
-    current = conn.execute(
-        "select find_srid('raw', %s, 'geometry'), exists (select from information_schema.columns where"
-        " table_schema = 'raw' and table_name = %s and column_name = 'districts_version')"
-        " where to_regclass(%s) is not null", (table, table, f"raw.{table}")).fetchone()
-    if current and (current[0] != srid or not current[1]):
-        log.info("raw.%s had SRID %s (or an older layout), recreating it with SRID %s", table, current[0], srid)
-        conn.execute(sql.SQL("drop table raw.{} cascade").format(sql.Identifier(table)))
-    conn.execute(sql.SQL("""
-        create table if not exists raw.{table} (
-            district_code text primary key,
-            district_name text,
-            geometry geometry(MultiPolygon, {srid}) not null,
-            districts_version text not null
-        )""").format(table=sql.Identifier(table), srid=sql.Literal(srid)))
+def stage_districts(conn: psycopg.Connection, area_code: str, districts: gpd.GeoDataFrame) -> tuple[int, str]:
+    """Replace the area's rows of ``raw.districts_staged`` in one transaction; returns (rows, version).
 
-
-def stage_districts(conn: psycopg.Connection, districts: gpd.GeoDataFrame) -> tuple[int, str]:
-    """Replace ``raw.districts_staged`` with ``districts`` in one transaction; returns (rows, version).
-
-    Nothing reads the staged table but :func:`publish_districts`, which the next successful year load calls.
+    Nothing reads the staged table but :func:`publish_districts`, which the area's next successful year load
+    calls.
     """
     srid = _srid_of(districts.crs, "districts")
     version = districts_version(districts)
     ensure_raw_schema(conn)
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
-        _create_districts_table(conn, "districts_staged", srid)
-        conn.execute("delete from raw.districts_staged")
+        _lock_setup(conn)
+        conn.execute("delete from raw.districts_staged where area_code = %s", (area_code,))
         with conn.cursor() as cur:
             cur.executemany(
-                "insert into raw.districts_staged (district_code, district_name, geometry, districts_version)"
-                " values (%s, %s, st_multi(st_geomfromwkb(%s, %s)), %s)",
-                [(code, name, shapely.to_wkb(geom), srid, version) for code, name, geom in
+                "insert into raw.districts_staged (area_code, district_code, district_name, geometry,"
+                " districts_version) values (%s, %s, %s, st_multi(st_geomfromwkb(%s, %s)), %s)",
+                [(area_code, code, name, shapely.to_wkb(geom), srid, version) for code, name, geom in
                  zip(districts["district_code"], districts["district_name"], districts.geometry, strict=True)])
-    log.info("raw.districts_staged: %d districts (version %s, SRID %d)", len(districts), version, srid)
+    log.info("raw.districts_staged: %s: %d districts (version %s, SRID %d)", area_code, len(districts), version,
+             srid)
     return len(districts), version
 
 
-def published_districts_version(conn: psycopg.Connection) -> str | None:
-    """The version of ``raw.districts`` (None before the first publication)."""
+def published_districts_version(conn: psycopg.Connection, area_code: str) -> str | None:
+    """The version of the area's rows in ``raw.districts`` (None before the first publication)."""
     if conn.execute("select to_regclass('raw.districts')").fetchone()[0] is None:
         return None
-    row = conn.execute("select min(districts_version) from raw.districts").fetchone()
-    return row[0] if row else None
+    return conn.execute("select min(districts_version) from raw.districts where area_code = %s",
+                        (area_code,)).fetchone()[0]
 
 
-def publish_districts(conn: psycopg.Connection) -> bool:
-    """Make the staged districts the published ones when they differ. Call inside a transaction.
+def publish_districts(conn: psycopg.Connection, area_code: str) -> bool:
+    """Make the area's staged districts the published ones when they differ. Call inside a transaction.
 
-    Returns True when ``raw.districts`` changed (every year's statistics are then stale, and dbt recomputes
+    Returns True when ``raw.districts`` changed (every year of the area is then stale, and dbt recomputes
     them at its next run).
     """
-    if conn.execute("select to_regclass('raw.districts_staged')").fetchone()[0] is None:
-        raise DistrictsNotStagedError("no districts staged: materialise the `districts` asset first")
-    staged = conn.execute("select min(districts_version), find_srid('raw', 'districts_staged', 'geometry')"
-                          " from raw.districts_staged").fetchone()
-    if staged[0] is None:
-        raise DistrictsNotStagedError("raw.districts_staged is empty: materialise the `districts` asset first")
-    if published_districts_version(conn) == staged[0]:
+    staged = conn.execute("select min(districts_version) from raw.districts_staged where area_code = %s",
+                          (area_code,)).fetchone()[0]
+    if staged is None:
+        raise DistrictsNotStagedError(f"no districts staged for area {area_code!r}: materialise the `districts` "
+                                      "asset of that area first")
+    if published_districts_version(conn, area_code) == staged:
         return False
-    _create_districts_table(conn, "districts", staged[1])
-    conn.execute("delete from raw.districts")
-    conn.execute("insert into raw.districts select district_code, district_name, geometry, districts_version"
-                 " from raw.districts_staged")
-    log.info("raw.districts: published district version %s", staged[0])
+    conn.execute("delete from raw.districts where area_code = %s", (area_code,))
+    conn.execute("insert into raw.districts select area_code, district_code, district_name, geometry,"
+                 " districts_version from raw.districts_staged where area_code = %s", (area_code,))
+    log.info("raw.districts: %s: published district version %s", area_code, staged)
     return True
 
 
-class DistrictsNotStagedError(RuntimeError):
-    """A year is loaded before any districts were staged."""
+def load_composite(conn: psycopg.Connection, area_code: str, year: int, cog_path: Path,
+                   tile: int = DEFAULT_LOAD_TILE, publish: bool = True) -> int:
+    """Replace the area's ``year`` in ``raw.ndvi_composites`` with the COG's tiles, in one transaction.
 
-
-def load_composite(conn: psycopg.Connection, year: int, cog_path: Path, tile: int = DEFAULT_LOAD_TILE,
-                   publish: bool = True) -> int:
-    """Replace ``year`` in ``raw.ndvi_composites`` with the COG's tiles, in one transaction.
-
-    With ``publish``, the staged districts are published in the same transaction (see the module doc).
-    A failure (bad file, killed process, lost connection) rolls back: the previous rows of that year and
-    all other years stay, and so do the published districts. Returns the number of tiles written.
+    With ``publish``, the area's staged districts are published in the same transaction (see the module
+    doc). A failure (bad file, killed process, lost connection) rolls back: the previous rows of that year,
+    all other years and areas, and the published districts stay. Returns the number of tiles written.
     """
     year = validate_year(year)
     ensure_raw_schema(conn)
+    area_key = int(hashlib.sha256(area_code.encode()).hexdigest()[:7], 16)  # an int4 lock key per area
     with rasterio.open(cog_path) as src:
         srid = _srid_of(src.crs, str(cog_path))
         nodata = src.nodata
         xres, yres = src.res
         with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(%s, %s)", (_SETUP_LOCK, year))
-            conn.execute("delete from raw.ndvi_composites where year = %s", (year,))
+            conn.execute("select pg_advisory_xact_lock(%s, %s)", (area_key, year))
+            conn.execute("delete from raw.ndvi_composites where area_code = %s and year = %s", (area_code, year))
             rid = 0
-            with conn.cursor().copy("copy raw.ndvi_composites (year, rid, rast) from stdin") as copy:
+            with conn.cursor().copy("copy raw.ndvi_composites (area_code, year, rid, rast) from stdin") as copy:
                 for row in range(0, src.height, tile):
                     for col in range(0, src.width, tile):
                         window = rasterio.windows.Window(col, row, min(tile, src.width - col),
@@ -170,9 +181,9 @@ def load_composite(conn: psycopg.Connection, year: int, cog_path: Path, tile: in
                         ulx, uly = src.transform * (col, row)
                         wkb = raster_wkb(list(data), nodata, (ulx, uly, xres, yres), srid)
                         rid += 1
-                        copy.write_row((year, rid, wkb.hex()))
+                        copy.write_row((area_code, year, rid, wkb.hex()))
             if publish:  # last, so the lock that serialises district changes is held only briefly
-                conn.execute("select pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
-                publish_districts(conn)
-            log.info("raw.ndvi_composites: year %d replaced with %d tiles from %s", year, rid, cog_path)
+                _lock_setup(conn)
+                publish_districts(conn, area_code)
+            log.info("raw.ndvi_composites: %s %d replaced with %d tiles from %s", area_code, year, rid, cog_path)
     return rid

@@ -4,7 +4,7 @@
 -- valid pixels for that district (years without valid pixels are skipped, not treated as zero).
 with yearly_with_valid_pixels as (
 
-    select district_code, district_name, year, mean_ndvi
+    select area_code, district_code, district_name, year, mean_ndvi
     from {{ ref('ndvi_stats_yearly') }}
     where pixel_count > 0
 
@@ -14,13 +14,14 @@ with_previous_year as (
 
     select
         *,
-        lag(year) over (partition by district_code order by year) as previous_year,
-        lag(mean_ndvi) over (partition by district_code order by year) as previous_mean_ndvi
+        lag(year) over (partition by area_code, district_code order by year) as previous_year,
+        lag(mean_ndvi) over (partition by area_code, district_code order by year) as previous_mean_ndvi
     from yearly_with_valid_pixels
 
 )
 
 select
+    area_code::text as area_code,
     district_code::text as district_code,
     district_name::text as district_name,
     year::integer as year,

@@ -2,15 +2,15 @@
   config(
     materialized='incremental',
     incremental_strategy='delete+insert',
-    unique_key='district_code',
+    unique_key=['area_code', 'district_code'],
     on_schema_change='append_new_columns',
     post_hook=[
-      "delete from {{ this }} where district_code not in (select district_code from {{ ref('ndvi_stats_newest_valid_year') }})"
+      "delete from {{ this }} as stored where not exists (select from {{ ref('ndvi_stats_newest_valid_year') }} as newest where newest.area_code = stored.area_code and newest.district_code = stored.district_code)"
     ]
   )
 }}
 
--- The "latest" layer: per current district, the statistics of the newest year with valid pixels. The
+-- The "latest" layer: per area and current district, the statistics of the newest year with valid pixels. The
 -- candidates come from every stored year (`ndvi_stats_newest_valid_year`), so the result does not depend on
 -- the order in which years arrive, an all-cloud or failed year never replaces good values, and districts
 -- that are gone are removed (post-hook). Incremental only so that a row that does not change keeps its
@@ -28,7 +28,7 @@ changed_districts as (
     from newest_valid_year as candidate
     {% if is_incremental() %}
     left join {{ this }} as stored
-        on stored.district_code = candidate.district_code
+        on stored.area_code = candidate.area_code and stored.district_code = candidate.district_code
     -- statistics are compared with a tolerance: a parallel aggregate may sum in another order on a re-run
     -- and differ in the last bits, which is no change
     where stored.district_code is null
@@ -46,6 +46,7 @@ changed_districts as (
 )
 
 select
+    area_code::text as area_code,
     district_code::text as district_code,
     district_name::text as district_name,
     year::integer as source_year,

@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
--- Per current district, its row of `ndvi_stats_yearly` from the newest year with valid pixels. Years without
+-- Per area and current district, its row of `ndvi_stats_yearly` from the newest year with valid pixels. Years without
 -- valid pixels (all cloud) are skipped, so they never hide an older good year. `ndvi_stats_yearly` holds
 -- only current districts (a re-districting recomputes every year), so neither does this view.
 with yearly_with_valid_pixels as (
@@ -11,6 +11,6 @@ with yearly_with_valid_pixels as (
 
 )
 
-select distinct on (district_code) *
+select distinct on (area_code, district_code) *
 from yearly_with_valid_pixels
-order by district_code, year desc
+order by area_code, district_code, year desc

@@ -2,60 +2,60 @@
   config(
     materialized='incremental',
     incremental_strategy='delete+insert',
-    unique_key='year',
+    unique_key=['area_code', 'year'],
     on_schema_change='append_new_columns',
     pre_hook=zonal_session_settings(),
-    post_hook=["create unique index if not exists {{ this.name }}_uq on {{ this }} (district_code, year)"]
+    post_hook=["create unique index if not exists {{ this.name }}_uq on {{ this }} (area_code, district_code, year)"]
   )
 }}
 
--- Per district and year: NDVI statistics over the composite's valid pixels whose centre lies in the
+-- Per area, district and year: NDVI statistics over the composite's valid pixels whose centre lies in the
 -- district (ST_Clip counts a pixel by its centre). Band 2 (clear-day count) is never nodata inside
 -- the composite, so clipping it counts every pixel of the district, valid or not.
 --
--- A run computes the requested year (var `year`, or every year) and also every stored year that was
--- computed for another version of the districts: after a re-districting, the first run brings all years
--- to the current districts, and no year keeps a district that no longer exists.
+-- A run computes every area-year that is new, whose composite was re-loaded since (`composite_loaded_at`),
+-- or that was computed for another version of the area's districts: after a re-districting, the first run
+-- brings every year to the current districts, and no year keeps a district that no longer exists.
 with districts as (
 
-    select district_code, district_name, geometry, districts_version
+    select area_code, district_code, district_name, geometry, districts_version
     from {{ ref('stg_districts') }}
 
 ),
 
-current_version as (
+current_versions as (
 
-    select min(districts_version) as districts_version
+    select area_code, min(districts_version) as districts_version
     from districts
+    group by area_code
 
 ),
 
-requested_years as (
+tiled_years as (
 
-    select distinct year
+    select area_code, year, max(composite_loaded_at) as composite_loaded_at
     from {{ ref('stg_ndvi_tiles') }}
-    {{ year_filter('year') }}
+    group by area_code, year
 
 ),
 
-{% if is_incremental() %}
-years_computed_for_other_districts as (
+area_years_of_run as (
 
-    select distinct stored.year
-    from {{ this }} as stored
-    cross join current_version
-    where stored.districts_version is distinct from current_version.districts_version
-        and stored.year in (select year from {{ ref('stg_ndvi_tiles') }})
-
-),
-{% endif %}
-
-years_of_run as (
-
-    select year from requested_years
+    select tiled_years.area_code, tiled_years.year, tiled_years.composite_loaded_at
+    from tiled_years
     {% if is_incremental() %}
-    union
-    select year from years_computed_for_other_districts
+    left join (
+        select area_code, year, max(composite_loaded_at) as composite_loaded_at,
+               max(districts_version) as districts_version
+        from {{ this }}
+        group by area_code, year
+    ) as stored
+        on stored.area_code = tiled_years.area_code and stored.year = tiled_years.year
+    left join current_versions
+        on current_versions.area_code = tiled_years.area_code
+    where stored.year is null
+        or stored.composite_loaded_at is distinct from tiled_years.composite_loaded_at
+        or stored.districts_version is distinct from current_versions.districts_version
     {% endif %}
 
 ),
@@ -63,56 +63,71 @@ years_of_run as (
 clipped_tiles as (
 
     select
+        tiles.area_code,
         tiles.year,
         districts.district_code,
         st_clip(tiles.rast, districts.geometry, true) as rast
     from {{ ref('stg_ndvi_tiles') }} as tiles
+    inner join area_years_of_run
+        on area_years_of_run.area_code = tiles.area_code and area_years_of_run.year = tiles.year
     inner join districts
-        on st_intersects(st_convexhull(tiles.rast), districts.geometry)
-    where tiles.year in (select year from years_of_run)
+        on districts.area_code = tiles.area_code
+        and st_intersects(st_convexhull(tiles.rast), districts.geometry)
 
 ),
 
 pixel_stats as materialized (
 
     select
+        area_code,
         year,
         district_code,
         st_summarystatsagg(rast, 1, true, 1) as ndvi,
         st_summarystatsagg(rast, 2, true, 1) as observations
     from clipped_tiles
-    group by year, district_code
+    group by area_code, year, district_code
 
 ),
 
 district_years as (
 
-    select districts.district_code, districts.district_name, districts.districts_version, years_of_run.year
+    select
+        districts.area_code,
+        districts.district_code,
+        districts.district_name,
+        districts.districts_version,
+        area_years_of_run.year,
+        area_years_of_run.composite_loaded_at
     from districts
-    cross join years_of_run
+    inner join area_years_of_run
+        on area_years_of_run.area_code = districts.area_code
 
 ),
 
 district_stats as (
 
     select
+        district_years.area_code,
         district_years.district_code,
         district_years.district_name,
         district_years.year,
         district_years.districts_version,
+        district_years.composite_loaded_at,
         coalesce((pixel_stats.ndvi).count, 0) as pixel_count,
         coalesce((pixel_stats.observations).count, 0) as district_pixel_count,
         pixel_stats.ndvi,
         pixel_stats.observations
     from district_years
     left join pixel_stats
-        on pixel_stats.district_code = district_years.district_code
+        on pixel_stats.area_code = district_years.area_code
+        and pixel_stats.district_code = district_years.district_code
         and pixel_stats.year = district_years.year
 
 )
 
 -- statistics stay NULL (not 0) when a district had no valid pixel that year (e.g. all cloud)
 select
+    area_code::text as area_code,
     district_code::text as district_code,
     district_name::text as district_name,
     year::integer as year,
@@ -126,5 +141,6 @@ select
     (case when pixel_count > 0 then (ndvi).stddev end)::double precision as stddev_ndvi,
     (case when district_pixel_count > 0 then (observations).mean end)::double precision
         as mean_clear_observations,
-    districts_version::text as districts_version
+    districts_version::text as districts_version,
+    composite_loaded_at::timestamptz as composite_loaded_at
 from district_stats

@@ -2,43 +2,72 @@
   config(
     materialized='incremental',
     incremental_strategy='delete+insert',
-    unique_key='year',
-    on_schema_change='fail',
+    unique_key=['area_code', 'year'],
     post_hook=[
       "create index if not exists {{ this.name }}_hull_gix on {{ this }} using gist (st_convexhull(rast))",
-      "create index if not exists {{ this.name }}_year_idx on {{ this }} (year)",
+      "create index if not exists {{ this.name }}_area_year_idx on {{ this }} (area_code, year)",
       "analyze {{ this }}"
     ]
   )
 }}
 
--- Composite rasters cut into small tiles so each district touches only the tiles it overlaps
--- (the GIST index on the tile hull makes that a fast index join). One run processes one year
--- (var `year`) or every year in raw.ndvi_composites.
-with composites_of_run as (
+-- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
+-- index on the tile hull makes that a fast index join). A run tiles every area-year whose composite was
+-- loaded since it was last tiled (`loaded_at`), so neither Dagster nor a plain `dbt build` passes the area or
+-- the year: no `--vars`, hence no full re-parse of the project per partition.
+with composites as (
 
-    select year, rid, rast
+    select area_code, year, rid, rast, loaded_at
     from {{ source('raw', 'ndvi_composites') }}
-    {{ year_filter('year') }}
+
+),
+
+composite_loads as (
+
+    select area_code, year, max(loaded_at) as loaded_at
+    from composites
+    group by area_code, year
+
+),
+
+loads_to_tile as (
+
+    select composite_loads.area_code, composite_loads.year, composite_loads.loaded_at
+    from composite_loads
+    {% if is_incremental() %}
+    left join (
+        select area_code, year, max(composite_loaded_at) as loaded_at
+        from {{ this }}
+        group by area_code, year
+    ) as tiled
+        on tiled.area_code = composite_loads.area_code and tiled.year = composite_loads.year
+    where tiled.loaded_at is distinct from composite_loads.loaded_at
+    {% endif %}
 
 ),
 
 tiles as (
 
     select
-        composites_of_run.year,
-        composites_of_run.rid,
+        composites.area_code,
+        composites.year,
+        composites.rid,
+        loads_to_tile.loaded_at,
         tile.n as tile_number,
         tile.rast
-    from composites_of_run
+    from composites
+    inner join loads_to_tile
+        on loads_to_tile.area_code = composites.area_code and loads_to_tile.year = composites.year
     cross join lateral st_tile(
-        composites_of_run.rast, {{ var('tile_size') }}, {{ var('tile_size') }}
+        composites.rast, {{ var('tile_size') }}, {{ var('tile_size') }}
     ) with ordinality as tile(rast, n)
 
 )
 
 select
-    year,
+    area_code::text as area_code,
+    year::integer as year,
     (rid::bigint * 1000000 + tile_number)::bigint as tile_id,
-    rast
+    rast,
+    loaded_at::timestamptz as composite_loaded_at
 from tiles

@@ -1,0 +1,138 @@
+"""``ndvi-pipeline run``: materialise areas and years headless (cron, CI, ``make demo``).
+
+It runs the same jobs as the Dagster UI, on the same instance (``DAGSTER_HOME``), so its runs show under
+``area_inputs``, ``yearly_ndvi`` and ``latest_ndvi`` in the UI: per area the inputs, then each year, then the
+latest layer. It prints one line per step; Dagster's own event log goes to the instance (``-v`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from dagster_project.definitions import build_definitions
+from dagster_project.partitions import area_year_key
+from ingestion.config import ConfigError, PipelineConfig, load_config
+
+#: Without -v: Dagster's console logger off (events still go to the instance) and dbt's log lines, which
+#: dagster-dbt writes to stdout, kept back unless the run fails.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+#: Metadata shown on a step's progress line, in this order, with a label.
+FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"), ("valid_fraction", "valid"),
+           ("dagster/row_count", "rows"), ("districts", "districts"))
+
+
+@dataclass
+class StepLine:
+    """One step of one run: what it materialised, for which partition, how long, and its key figures."""
+
+    job: str
+    step: str
+    partition: str
+    seconds: float
+    ok: bool
+    figures: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        figures = ", ".join(f"{label} {self.figures[key]}" for key, label in FIGURES if key in self.figures)
+        status = "ok    " if self.ok else "FAILED"
+        return f"{status} {self.step:<24} {self.partition:<18} {self.seconds:6.1f} s  {figures}".rstrip()
+
+
+def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult) -> list[StepLine]:
+    lines: dict[str, StepLine] = {}
+    for event in result.all_events:
+        if event.step_key is None:
+            continue
+        line = lines.setdefault(event.step_key, StepLine(job, event.step_key, partition, 0.0, True))
+        if event.is_step_success or event.is_step_failure:
+            line.seconds = event.event_specific_data.duration_ms / 1000 if event.is_step_success else 0.0
+            line.ok = event.is_step_success
+        elif event.is_step_materialization:
+            for key, value in event.step_materialization_data.materialization.metadata.items():
+                if key in dict(FIGURES):
+                    figure = value.value
+                    if key == "dagster/row_count":  # summed over the assets of a dbt step
+                        figure = (line.figures.get(key) or 0) + figure
+                    line.figures[key] = figure
+    return list(lines.values())
+
+
+def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Iterable[int] | None = None,
+        instance: dg.DagsterInstance | None = None, verbose: bool = False, inputs: bool = True,
+        latest: bool = True, echo: Callable[[str], None] = print) -> list[dg.ExecuteInProcessResult]:
+    """Per area: ``area_inputs`` (unless not ``inputs``), then ``yearly_ndvi`` for each year, then
+    ``latest_ndvi`` (unless not ``latest``).
+
+    ``areas`` and ``years`` default to every configured one (a year is run only for areas that list it;
+    ``years=[]`` runs none). A failing year does not stop the others; the latest layer is refreshed from
+    what succeeded. Returns every run's result.
+    """
+    defs = build_definitions(config)
+    jobs = {name: defs.resolve_job_def(name) for name in ("area_inputs", "yearly_ndvi", "latest_ndvi")}
+    instance = instance or dg.DagsterInstance.get()
+    run_config = {} if verbose else QUIET
+    results = []
+
+    def execute(job: str, key: str | dg.MultiPartitionKey, label: str) -> bool:
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(sys.stdout if verbose else captured):
+            result = jobs[job].execute_in_process(partition_key=key, instance=instance, run_config=run_config,
+                                                  raise_on_error=False)
+        results.append(result)
+        if not result.success and captured.getvalue():
+            echo("\n".join(captured.getvalue().splitlines()[-20:]))
+        for line in _step_lines(job, label, result):
+            echo(str(line))
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            reason = failure.event_specific_data.error.message.strip() if failure else "see the Dagster UI"
+            echo(f"       {job} {label} failed: {reason.splitlines()[0] if reason else ''}")
+        return result.success
+
+    selected_areas = [config.area(a) for a in areas] if areas else list(config.areas)
+    for area in selected_areas:
+        if inputs and not execute("area_inputs", area.code, area.code):
+            continue
+        wanted = sorted(set(years)) if years is not None else list(area.years)
+        if skipped := [y for y in wanted if y not in area.years]:
+            echo(f"       {area.code}: skipping {skipped}, not among its years {list(area.years)}")
+        ran = [execute("yearly_ndvi", area_year_key(area.code, y), f"{area.code} {y}")
+               for y in wanted if y in area.years]
+        if latest and any(ran):
+            execute("latest_ndvi", area.code, area.code)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ndvi-pipeline", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="materialise areas and years, then their latest layer")
+    run_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    run_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
+    run_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
+    run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        logging.getLogger("dagster").setLevel(logging.WARNING)  # dagster-dbt's progress lines
+    try:
+        config = load_config(args.config)
+        for code in args.area or []:
+            config.area(code)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = run(config, args.area, args.year, verbose=args.verbose)
+    return 0 if results and all(r.success for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
