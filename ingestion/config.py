@@ -59,6 +59,15 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Where and how the composite runs: a Dask scheduler (else local threads), block size, GDAL read options."""
+
+    dask_scheduler: str | None = None
+    chunk_size: int = 1024
+    gdal_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AreaConfig:
     """Everything the pipeline needs to know about one area."""
 
@@ -69,6 +78,7 @@ class AreaConfig:
     exports: ExportConfig
     boundary: str | None = None
     output_dir: Path = field(default_factory=data_dir)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     source_file: Path | None = None
 
 
@@ -118,7 +128,7 @@ def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
     def fail(field_name: str, message: str) -> ConfigError:
         return ConfigError(f"{source}: {field_name}: {message}")
 
-    known = {"area", "districts", "boundary", "years", "imagery", "exports", "output_dir"}
+    known = {"area", "districts", "boundary", "years", "imagery", "exports", "output_dir", "compute"}
     if unknown := set(raw) - known:
         raise fail(", ".join(sorted(unknown)), f"unknown key(s); known: {', '.join(sorted(known))}")
     d = raw.get("districts") or {}
@@ -168,8 +178,30 @@ def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
     if scheme not in SCHEMES:
         raise fail("exports.scheme", f"must be one of {', '.join(SCHEMES)}, got {scheme!r}")
     exports = ExportConfig(decimals=decimals, scheme=scheme, k=k, colormap=str(ex.get("colormap", "RdYlGn")))
+    compute = _parse_compute(raw.get("compute") or {}, fail)
     name = str(raw.get("area", source.stem))
     output_dir = Path(_expand(str(raw["output_dir"]), base)) if raw.get("output_dir") else data_dir()
     boundary = _expand(str(raw["boundary"]), base) if raw.get("boundary") else None
     return AreaConfig(name=name, districts=districts, years=years, imagery=imagery, exports=exports,
-                      boundary=boundary, output_dir=output_dir, source_file=source)
+                      boundary=boundary, output_dir=output_dir, source_file=source, compute=compute)
+
+
+def _parse_compute(raw: Any, fail) -> ComputeConfig:
+    """The ``compute`` section: ``dask_scheduler``, ``chunk_size`` (px), ``gdal_options`` (GDAL config)."""
+    if not isinstance(raw, dict):
+        raise fail("compute", f"must be a mapping, got {raw!r}")
+    known = {"dask_scheduler", "chunk_size", "gdal_options"}
+    if unknown := set(raw) - known:
+        raise fail("compute." + ", compute.".join(sorted(unknown)),
+                   f"unknown key(s); known: {', '.join(sorted(known))}")
+    scheduler = raw.get("dask_scheduler")
+    if scheduler is not None and (not isinstance(scheduler, str) or "://" not in scheduler):
+        raise fail("compute.dask_scheduler", f"must be an address like tcp://host:8786, got {scheduler!r}")
+    chunk = raw.get("chunk_size", 1024)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 256 or chunk % 256:
+        raise fail("compute.chunk_size", f"must be a multiple of 256 pixels (e.g. 1024), got {chunk!r}")
+    gdal = raw.get("gdal_options") or {}
+    if not isinstance(gdal, dict) or not all(isinstance(k, str) and k.isupper() for k in gdal):
+        raise fail("compute.gdal_options",
+                   f"must map GDAL option names (e.g. GDAL_HTTP_MAX_RETRY) to values, got {gdal!r}")
+    return ComputeConfig(dask_scheduler=scheduler, chunk_size=chunk, gdal_options=dict(gdal))
