@@ -66,34 +66,31 @@ def _run_local(fn: Callable[[T], R], tasks: Iterable[T], threads: int, in_flight
 
 def _run_distributed(fn: Callable[[T], R], tasks: Iterable[T], address: str, in_flight: int | None
                      ) -> Iterator[tuple[T, R]]:
-    from distributed import Client, as_completed
+    """Submit a window of tasks and consume results first in, first out, topping the window up."""
+    from collections import deque
+
+    from distributed import Client
 
     with Client(address, set_as_default=False) as client:
         workers = client.nthreads()
         threads = sum(workers.values()) or 1
         limit = in_flight or 2 * threads
         log.info("running blocks on the Dask cluster at %s (%d workers, %d threads)", address, len(workers), threads)
-        todo = iter(tasks)
-        pending: dict[Any, T] = {}
-
-        def submit(n: int) -> list:
-            futures = []
-            for task in todo:
-                future = client.submit(fn, task, pure=False)
-                pending[future] = task
-                futures.append(future)
-                if len(futures) >= n:
-                    break
-            return futures
-
-        queue = as_completed(submit(limit))
+        window: deque = deque()
         try:
-            for future in queue:
-                task = pending.pop(future)
-                result = future.result()
-                future.release()
-                yield task, result
-                queue.update(submit(1))
+            for task in tasks:
+                window.append((task, client.submit(fn, task, pure=False)))
+                if len(window) >= limit:
+                    yield _take(window)
+            while window:
+                yield _take(window)
         finally:
-            for future in pending:
+            for _, future in window:
                 future.cancel()
+
+
+def _take(window) -> tuple:
+    task, future = window.popleft()
+    result = future.result()
+    future.release()
+    return task, result
