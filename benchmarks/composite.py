@@ -90,8 +90,17 @@ def run_baseline(area: Path, chunk: int) -> None:
     _report(time.perf_counter() - started, geobox, items)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (reset by exec, unlike ru_maxrss, which a forked child inherits
+    from its parent, e.g. one that just generated a 100 Mpx catalog)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _report(seconds: float, geobox, items) -> None:
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "mpx": geobox.width * geobox.height / 1e6,
                       "items": len(items)}))
 
@@ -113,7 +122,11 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help="folder of generated catalogs (env NDVI_BENCH_CACHE; default data/benchmarks/composite)")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "AREA"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        generate_catalog(args.cache, args.generate)
+        return 0
     if args.child:
         method, area = args.child
         {"project": run_project, "baseline": run_baseline}[method](Path(area), args.chunk)
@@ -121,7 +134,9 @@ def main() -> int:
 
     rows = []
     for mpx in args.sizes:
-        area = generate_catalog(args.cache, mpx)
+        # generated in a child too, so this process stays small
+        subprocess.run([sys.executable, __file__, "--generate", str(mpx), "--cache", str(args.cache)], check=True)
+        area = args.cache / f"{mpx}mpx"
         runs: dict[str, list[dict]] = {"project": [], "baseline": []}
         for _ in range(args.repeat):  # interleaved, so load changes on the shared machine hit both alike
             for method in runs:
