@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop clean
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ benchmark: db-start $(MANIFEST) ## print speed figures against a baseline
 
 benchmark-loop: db-start $(MANIFEST) ## wall time of one demo year through ndvi-pipeline run vs its steps
 	$(BIN)/python benchmarks/yearly_loop.py
+
+benchmark-composite: $(STAMP) ## composite speed and memory against the odc-stac baseline (4, 25, 100 Mpx)
+	$(BIN)/python benchmarks/composite.py
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
 	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target

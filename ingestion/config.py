@@ -49,7 +49,7 @@ FIRST_SENTINEL2_YEAR = 2015
 SCHEMES = ("FisherJenks", "NaturalBreaks", "Quantiles", "EqualInterval", "JenksCaspall")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _AREA_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_SECTIONS = ("districts", "imagery", "exports")
+_SECTIONS = ("districts", "imagery", "exports", "compute")
 
 
 class ConfigError(ValueError):
@@ -212,6 +212,37 @@ class ExportConfig(_Section):
         return value
 
 
+class ComputeConfig(_Section):
+    """Where and how the composite runs: a Dask scheduler (else local threads), block size, GDAL read options."""
+
+    dask_scheduler: str | None = Field(None, description="Dask scheduler address (tcp://host:8786); default "
+                                                         "$DASK_SCHEDULER_ADDRESS, else local threads")
+    chunk_size: int = Field(1024, description="block size of the composite in pixels (a multiple of 256)")
+    gdal_options: dict[str, Any] = Field(default_factory=dict, description="GDAL config options over the cloud "
+                                                                           "defaults (e.g. GDAL_HTTP_MAX_RETRY)")
+
+    @field_validator("dask_scheduler", mode="before")
+    @classmethod
+    def _scheduler(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or "://" not in value):
+            raise ValueError(f"must be an address like tcp://host:8786, got {value!r}")
+        return value
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _chunk(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 256 or value % 256:
+            raise ValueError(f"must be a multiple of 256 pixels (e.g. 1024), got {value!r}")
+        return value
+
+    @field_validator("gdal_options", mode="before")
+    @classmethod
+    def _gdal(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.isupper() for k in value):
+            raise ValueError(f"must map GDAL option names (e.g. GDAL_HTTP_MAX_RETRY) to values, got {value!r}")
+        return value
+
+
 class AreaConfig(_Section):
     """Everything the pipeline needs to know about one area."""
 
@@ -224,6 +255,7 @@ class AreaConfig(_Section):
     boundary: ConfigPath | None = Field(None, description="boundary file for the search and grid; default the "
                                                           "union of the districts")
     output_dir: Path = Field(default_factory=data_dir, description="where outputs go; default $NDVI_DATA_DIR")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
     source_file: Path | None = Field(None, exclude=True, description="the file this config was read from")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

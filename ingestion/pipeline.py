@@ -22,10 +22,10 @@ from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
 from ingestion.export.stats import latest_stats, stats_years, yearly_stats
-from ingestion.imagery.cog import write_composite_cog
-from ingestion.imagery.composite import Composite, build_composite
+from ingestion.imagery.composite import CompositeSummary, stream_composite
 from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.radiometry import ItemMetadataError, radiometry
+from ingestion.imagery.scheduler import scheduler_address
 from ingestion.sources.base import REQUIRED_ASSETS, SceneDecision, SceneQuery, SceneSelection
 from ingestion.sources.registry import load_source
 from ingestion.vector import read_boundary, read_districts
@@ -114,12 +114,13 @@ def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
 class YearComposite:
     year: int
     path: Path
-    composite: Composite
+    composite: CompositeSummary
     selection: SceneSelection
 
 
 def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
-    """Select scenes for ``year``, composite them on the area grid and write the COG (atomically)."""
+    """Select scenes for ``year``, composite them on the area grid block by block and stream the COG (published
+    atomically); runs on ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     source = load_source(cfg.imagery.source, **cfg.imagery.options)
@@ -130,8 +131,10 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "
                             f"(cloud limit {cfg.imagery.cloud_cover_max}%, months {cfg.imagery.months})")
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
-    composite = build_composite(selection.items, geobox, cfg.imagery.masked_scl_classes)
-    path = write_composite_cog(composite, composite_path(cfg, year))
+    path = composite_path(cfg, year)
+    composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
+                                 chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
+                                 gdal=cfg.compute.gdal_options)
     log.info("composite for %d written to %s", year, path)
     return YearComposite(year, path, composite, selection)
 

@@ -110,6 +110,10 @@ def _config(tmp_path, **imagery):
     ({"imagery": {"source": "local-stac", "options": {"catalog_pth": "c.json"}}},
      r"imagery.options.catalog_pth: unknown option of plugin 'local-stac'; did you mean 'catalog_path'\?"),
     ({"districts": {}}, "districts.path: required"),
+    ({"compute": {"dask_scheduler": "localhost"}}, "compute.dask_scheduler: must be an address like tcp://"),
+    ({"compute": {"chunk_size": 1000}}, "compute.chunk_size: must be a multiple of 256"),
+    ({"compute": {"gdal_options": {"gdal_http_max_retry": 3}}}, "compute.gdal_options: must map GDAL option"),
+    ({"compute": {"dask_schedular": "tcp://h:8786"}}, "compute.dask_schedular: unknown key"),
 ])
 def test_bad_config_values_name_file_and_field(tmp_path, change, message):
     raw = _config(tmp_path)

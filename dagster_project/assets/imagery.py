@@ -2,13 +2,14 @@
 
 
 import dagster as dg
-import numpy as np
 
 from dagster_project.partitions import area_and_year, area_year_partitions
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import PipelineConfig
 from ingestion.export.preview import composite_png, markdown_image
+from ingestion.imagery.cog import read_preview
+from ingestion.imagery.scheduler import scheduler_address
 from ingestion.load.postgis import load_composite, published_districts_version
 
 MIN_VALID_FRACTION = 0.5
@@ -57,10 +58,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
             result = pipeline.composite_year(area, year)
         except pipeline.NoScenesError as exc:
             raise dg.Failure(description=str(exc)) from None
-        comp = result.composite
-        valid = comp.ndvi[np.isfinite(comp.ndvi)]
-        in_range = bool(valid.size == 0 or (valid.min() >= -1 and valid.max() <= 1))
-        png = composite_png(comp.ndvi, f"{area.code} {year}: median NDVI")
+        comp = result.composite  # summary statistics gathered while the blocks were written; no full array
+        png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
         partition = {"area": area.code, "year": year}
         return dg.MaterializeResult(
             metadata={
@@ -72,11 +71,14 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 "valid_fraction": round(comp.valid_fraction, 4),
                 "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {area.imagery.resolution:g} m, "
                         f"{comp.geobox.crs}",
-                "mean_ndvi": round(float(valid.mean()), 4) if valid.size else None,
+                "mean_ndvi": round(comp.stats.ndvi_mean, 4) if comp.stats.valid_pixels else None,
+                "ndvi_min_max": [round(comp.stats.ndvi_min, 4), round(comp.stats.ndvi_max, 4)]
+                if comp.stats.valid_pixels else None,
+                "compute": scheduler_address(area.compute.dask_scheduler) or "local threads",
                 "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
             },
             check_results=[
-                dg.AssetCheckResult(check_name="ndvi_in_range", passed=in_range, metadata=partition),
+                dg.AssetCheckResult(check_name="ndvi_in_range", passed=comp.stats.in_range, metadata=partition),
                 dg.AssetCheckResult(check_name="valid_fraction", passed=comp.valid_fraction >= MIN_VALID_FRACTION,
                                     severity=dg.AssetCheckSeverity.WARN,
                                     metadata={**partition, "valid_fraction": round(comp.valid_fraction, 4)}),

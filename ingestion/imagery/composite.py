@@ -1,44 +1,47 @@
-"""Yearly NDVI median composite on an area's common grid, read lazily and chunked in space.
+"""Yearly NDVI median composite on an area's common grid, computed block by block and streamed to a COG.
 
-Per item: windowed reads of red, nir and SCL onto the target grid (odc-stac, dask), radiometry and the SCL
-mask give an NDVI layer with NaN where the pixel is not clear. Per acquisition day the items (partial tiles,
-``_0``/``_1`` products) are mosaicked so each pixel gets at most one observation per day. The composite is
-the per-pixel median over days, with the count of those observations. The item axis is never chunked (a
-median needs every observation of a pixel), the spatial axes are, so memory depends on the chunk size and
-the number of items, not on the area.
+Per block of the grid (``chunk`` px square) and per item: windowed reads of red, nir and SCL onto the block
+(odc-loader's rasterio reader), radiometry and the SCL mask give an NDVI layer with NaN where the pixel is not
+clear. Per acquisition day the items (partial tiles, ``_0``/``_1`` products) are mosaicked so each pixel gets
+at most one observation per day: the mask is applied per item before the mosaic, unlike odc-stac's
+``groupby="solar_day"``, which fuses first and lets a cloudy scene hide a clear one. The composite is the
+per-pixel median over days, with the count of those observations. Blocks run on local threads or a Dask
+cluster and are written to the COG as they complete, so memory depends on the chunk size, the number of items
+and the workers, never on the area.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import dask.array as da
 import numpy as np
-import odc.stac
 import pystac
-import rasterio
-import rasterio.errors
 from odc.geo.geobox import GeoBox
 
-from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES, clear_mask
-from ingestion.imagery.radiometry import Radiometry, ndvi, radiometry, reflectance
+from ingestion.imagery.blocks import BlockTask, CorruptImageError, ItemReads, composite_block, composite_pixels
+from ingestion.imagery.cog import CogStats, StreamedCogWriter
+from ingestion.imagery.gdal_env import configure_client, gdal_options
+from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
+from ingestion.imagery.radiometry import radiometry
+from ingestion.imagery.scheduler import run_blocks
 from ingestion.sources.base import acquired
+
+__all__ = ["Composite", "CompositePlan", "CompositeSummary", "CorruptImageError", "acquisition_day",
+           "build_composite", "composite_pixels", "plan_composite", "stream_composite"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 512
-
-
-class CorruptImageError(RuntimeError):
-    """An asset could not be read; the message names the item and the href."""
+DEFAULT_CHUNK = 1024
 
 
 @dataclass
 class Composite:
-    """Median NDVI (float32, NaN = no clear observation) and clear-day count (uint16) on ``geobox``."""
+    """Median NDVI (float32, NaN = no clear observation) and clear-day count (uint16) on ``geobox``, in memory
+    (small areas and tests; the pipeline streams with ``stream_composite``)."""
 
     ndvi: np.ndarray
     count: np.ndarray
@@ -51,6 +54,19 @@ class Composite:
         """Share of grid pixels with at least one clear observation (0..1)."""
         return float(np.count_nonzero(self.count) / self.count.size) if self.count.size else 0.0
 
+
+@dataclass
+class CompositeSummary:
+    """What a streamed composite leaves besides the COG: grid, days, radiometry per item, pixel statistics."""
+
+    geobox: GeoBox
+    days: list[dt.date]
+    radiometry: dict[str, str]
+    stats: CogStats
+
+    @property
+    def valid_fraction(self) -> float:
+        return self.stats.valid_fraction
 
 def acquisition_day(item: pystac.Item) -> dt.date:
     """UTC date of acquisition (Sentinel-2 passes over Europe late morning, so UTC date = local date)."""
@@ -69,85 +85,82 @@ def _mosaic_order(item: pystac.Item) -> tuple:
     return (-sequence, item.properties.get("eo:cloud_cover", 100.0), item.id)
 
 
-def composite_pixels(stack: np.ndarray, day_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and observation count over days of an (items, y, x) NDVI stack (NaN = not clear).
 
-    ``day_index[i]`` is the day number of item ``i``; items of one day must be ordered by preference.
-    Each day contributes the first clear value of its items, so duplicates never count twice.
+@dataclass
+class CompositePlan:
+    """Items in mosaic order with their day numbers and radiometry, and the blocks of the grid."""
+
+    geobox: GeoBox
+    days: list[dt.date]
+    items: tuple[ItemReads, ...]
+    radiometry: dict[str, str]
+    masked: tuple[int, ...]
+    chunk: int
+    gdal_options: dict[str, str | int]
+
+    def tasks(self) -> Iterator[BlockTask]:
+        """One task per ``chunk`` x ``chunk`` block, row by row."""
+        height, width = self.geobox.shape
+        for row in range(0, height, self.chunk):
+            for col in range(0, width, self.chunk):
+                roi = (slice(row, min(row + self.chunk, height)), slice(col, min(col + self.chunk, width)))
+                yield BlockTask(roi, self.geobox[roi], self.items, len(self.days), self.masked, self.gdal_options)
+
+
+def _href(item: pystac.Item, key: str) -> str:
+    asset = item.assets[key]
+    return asset.get_absolute_href() or asset.href
+
+
+def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
+                   masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
+                   gdal: Mapping[str, object] | None = None) -> CompositePlan:
+    """Order ``items`` (non-empty) by day and preference, number the days, resolve hrefs and radiometry."""
+    if not items:
+        raise ValueError("no items to composite")
+    if chunk < 256 or chunk % 256:
+        raise ValueError(f"chunk must be a positive multiple of 256 px (the COG tile), got {chunk}")
+    ordered = sorted(items, key=lambda i: (acquisition_day(i), _mosaic_order(i)))
+    days = sorted({acquisition_day(i) for i in ordered})
+    reads, radio = [], {}
+    for item in ordered:
+        red, nir = radiometry(item, "red"), radiometry(item, "nir")
+        reads.append(ItemReads(item.id, days.index(acquisition_day(item)),
+                               tuple(_href(item, k) for k in ("red", "nir", "scl")), red, nir))
+        radio[item.id] = f"scale {red.scale}, offset {red.offset} ({red.rule})"
+        log.info("scene %s (%s): %s", item.id, acquisition_day(item), radio[item.id])
+    return CompositePlan(geobox, days, tuple(reads), radio, tuple(sorted(frozenset(masked_classes))), chunk,
+                         gdal_options(gdal))
+
+
+def stream_composite(items: Sequence[pystac.Item], geobox: GeoBox, path: Path,
+                     masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
+                     scheduler: str | None = None, gdal: Mapping[str, object] | None = None,
+                     threads: int | None = None) -> CompositeSummary:
+    """Composite ``items`` on ``geobox`` block by block and write the 2-band COG at ``path`` as blocks finish.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:8786``) or ``None`` for local threads. ``gdal``:
+    GDAL option overrides for the reads (see ``ingestion.imagery.gdal_env``).
     """
-    days = np.unique(day_index)
-    per_day = np.full((len(days), *stack.shape[1:]), np.nan, dtype=np.float32)
-    for d_pos, day in enumerate(days):
-        for layer in stack[day_index == day]:
-            fill = np.isnan(per_day[d_pos]) & ~np.isnan(layer)
-            per_day[d_pos][fill] = layer[fill]
-    count = np.count_nonzero(~np.isnan(per_day), axis=0).astype(np.uint16)
-    median = np.full(stack.shape[1:], np.nan, dtype=np.float32)
-    has = count > 0
-    if has.any():
-        median[has] = np.nanmedian(per_day[:, has], axis=0)
-    return median, count
-
-
-def _clear_ndvi_block(red: np.ndarray, nir: np.ndarray, scl: np.ndarray, red_rad: Radiometry,
-                      nir_rad: Radiometry, masked: frozenset[int]) -> np.ndarray:
-    value = ndvi(reflectance(red, red_rad), reflectance(nir, nir_rad))
-    return np.where(clear_mask(scl, masked), value, np.float32(np.nan))
-
-
-def _item_ndvi(item: pystac.Item, geobox: GeoBox, masked: frozenset[int], chunk: int,
-               red_rad: Radiometry, nir_rad: Radiometry) -> da.Array:
-    ds = odc.stac.load([item], bands=["red", "nir", "scl"], geobox=geobox, chunks={"x": chunk, "y": chunk},
-                       resampling="nearest", groupby="id", dtype="uint16", nodata=0)
-    return da.map_blocks(_clear_ndvi_block, ds.red.data[0], ds.nir.data[0], ds.scl.data[0],
-                         red_rad=red_rad, nir_rad=nir_rad, masked=masked, dtype=np.float32)
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal)
+    configure_client(plan.gdal_options)
+    log.info("compositing %d items over %d days on a %dx%d grid in %d px blocks%s", len(plan.items),
+             len(plan.days), geobox.width, geobox.height, chunk, f" on {scheduler}" if scheduler else "")
+    with StreamedCogWriter(path, geobox) as writer:
+        for task, block in run_blocks(composite_block, plan.tasks(), scheduler, threads):
+            writer.write(task.roi, block)
+    log.info("composite done: %.1f%% of pixels have a clear observation", 100 * writer.stats.valid_fraction)
+    return CompositeSummary(geobox, plan.days, plan.radiometry, writer.stats)
 
 
 def build_composite(items: Sequence[pystac.Item], geobox: GeoBox,
-                    masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES,
-                    chunk: int = DEFAULT_CHUNK) -> Composite:
-    """Median NDVI composite of ``items`` on ``geobox`` (see module docstring). ``items`` must be non-empty."""
-    if not items:
-        raise ValueError("no items to composite")
-    masked = frozenset(masked_classes)
-    ordered = sorted(items, key=lambda i: (acquisition_day(i), _mosaic_order(i)))
-    days = sorted({acquisition_day(i) for i in ordered})
-    day_index = np.array([days.index(acquisition_day(i)) for i in ordered])
-    layers = []
-    radio = {}
-    for item in ordered:
-        r = radiometry(item, "red")
-        layers.append(_item_ndvi(item, geobox, masked, chunk, r, radiometry(item, "nir")))
-        radio[item.id] = f"scale {r.scale}, offset {r.offset} ({r.rule})"
-        log.info("scene %s (%s): reading red/nir/scl onto %dx%d grid, %s", item.id, acquisition_day(item),
-                 geobox.width, geobox.height, radio[item.id])
-    stack = da.stack(layers).rechunk({0: -1})
-
-    def block(s: np.ndarray) -> np.ndarray:
-        median, count = composite_pixels(s, day_index)
-        return np.stack([median, count.astype(np.float32)])
-
-    result = da.map_blocks(block, stack, dtype=np.float32, chunks=((2,), *stack.chunks[1:]))
-    log.info("compositing %d items over %d days", len(ordered), len(days))
-    try:
-        computed = result.compute()
-    except (rasterio.errors.RasterioError, OSError, RuntimeError) as exc:
-        raise _name_corrupt_asset(ordered, geobox, exc) from exc
-    composite = Composite(ndvi=computed[0], count=computed[1].astype(np.uint16), geobox=geobox, days=days,
-                          radiometry=radio)
-    log.info("composite done: %.1f%% of pixels have a clear observation", 100 * composite.valid_fraction)
-    return composite
-
-
-def _name_corrupt_asset(items: Sequence[pystac.Item], geobox: GeoBox, exc: Exception) -> Exception:
-    """Find which asset failed (only on the error path: reads each asset header and window again)."""
-    for item in items:
-        for key in ("red", "nir", "scl"):
-            href = item.assets[key].get_absolute_href() or item.assets[key].href
-            try:
-                with rasterio.open(href) as src:
-                    src.read(1, out_shape=(1, min(src.height, 64), min(src.width, 64)))
-                    src.read(1)
-            except Exception as err:  # noqa: BLE001 - any failure names the culprit
-                return CorruptImageError(f"item {item.id}: asset {key!r} at {href} cannot be read: {err}")
-    return CorruptImageError(f"reading the scenes failed: {exc}")
+                    masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
+                    scheduler: str | None = None, gdal: Mapping[str, object] | None = None) -> Composite:
+    """The same composite held in memory (for small areas and tests): same blocks, same pixels."""
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal)
+    ndvi = np.full(geobox.shape, np.nan, dtype=np.float32)
+    count = np.zeros(geobox.shape, dtype=np.uint16)
+    for task, block in run_blocks(composite_block, plan.tasks(), scheduler):
+        ndvi[task.roi] = block[0]
+        count[task.roi] = block[1].astype(np.uint16)
+    return Composite(ndvi=ndvi, count=count, geobox=geobox, days=plan.days, radiometry=plan.radiometry)

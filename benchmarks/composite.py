@@ -1,0 +1,171 @@
+"""Composite speed and memory: this project's streamed composite against the plain odc-stac baseline.
+
+For each size (Mpx of the 10 m grid) a synthetic catalog is generated once with the project's sample generator
+(a square of Voronoi districts, year 2024, 7 items kept) into a cache folder and reused afterwards. Each
+measurement runs in a fresh subprocess, so its peak RSS is its own. Printed per size: seconds (best and
+median of ``--repeat``), Mpx·items/s, peak RSS (max over repeats) and the throughput ratio to the baseline.
+
+- ``project``: ``stream_composite`` (blocks on local threads, COG written as blocks complete, overviews).
+- ``baseline``: one ``odc.stac.load(items, bands=[red, nir, scl], geobox=..., chunks=2048,
+  groupby="solar_day")``, SCL mask, NDVI, dask median and count computed into memory (no COG written; it
+  fuses a day's items before masking, so it is wrong on clouds, but it is the speed to reach).
+
+    .venv/bin/python benchmarks/composite.py [--sizes 4 25 100] [--repeat 3] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_CACHE = Path(os.environ.get("NDVI_BENCH_CACHE", ROOT / "data" / "benchmarks" / "composite"))
+YEAR = 2024
+
+
+def generate_catalog(cache: Path, mpx: int) -> Path:
+    """The cached sample area of about ``mpx`` megapixels (generated on first use); returns its folder."""
+    from ingestion.sample.generator import MARGIN, generate, synthetic_districts
+
+    out = cache / f"{mpx}mpx"
+    if (out / "truth" / "truth.json").exists():
+        return out
+    side = (mpx * 1e6) ** 0.5 * 10 - 2 * MARGIN  # metres, so the imagery grid is about mpx megapixels
+    out.mkdir(parents=True, exist_ok=True)
+    districts = synthetic_districts(7, n=max(8, mpx * 2), size_m=(side, side))
+    districts.to_file(out / "districts_in.gpkg", driver="GPKG")
+    generate(out, [YEAR], seed=7, districts_path=out / "districts_in.gpkg")
+    return out
+
+
+def _items_and_grid(area: Path):
+    import geopandas as gpd
+
+    from ingestion.imagery.grid import target_geobox
+    from ingestion.sources.base import SceneQuery
+    from ingestion.sources.local_stac import LocalStacSource
+    from ingestion.vector_utils import to_wgs84
+
+    districts = gpd.read_file(area / "districts_in.gpkg")
+    aoi = districts.union_all()
+    query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), YEAR)
+    items = LocalStacSource(area / "catalog" / "catalog.json").select(query).items
+    return items, target_geobox(aoi, districts.crs.to_string(), 10)
+
+
+def run_project(area: Path, chunk: int) -> None:
+    from ingestion.imagery.composite import stream_composite
+
+    items, geobox = _items_and_grid(area)
+    with tempfile.TemporaryDirectory(dir=area) as tmp:
+        started = time.perf_counter()
+        stream_composite(items, geobox, Path(tmp) / "composite.tif", chunk=chunk)
+        seconds = time.perf_counter() - started
+    _report(seconds, geobox, items)
+
+
+def run_baseline(area: Path, chunk: int) -> None:
+    import dask
+    import odc.stac
+
+    from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
+
+    items, geobox = _items_and_grid(area)
+    started = time.perf_counter()
+    ds = odc.stac.load(items, bands=["red", "nir", "scl"], geobox=geobox, chunks={"x": 2048, "y": 2048},
+                       groupby="solar_day", resampling="nearest", dtype="uint16", nodata=0)
+    red, nir = ds.red.astype("float32") * 1e-4, ds.nir.astype("float32") * 1e-4
+    clear = ~ds.scl.isin(sorted(DEFAULT_MASKED_CLASSES)) & (ds.red > 0)
+    ndvi = ((nir - red) / (nir + red)).where(clear)
+    dask.compute(ndvi.median("time"), ndvi.count("time"))
+    _report(time.perf_counter() - started, geobox, items)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (reset by exec, unlike ru_maxrss, which a forked child inherits
+    from its parent, e.g. one that just generated a 100 Mpx catalog)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _report(seconds: float, geobox, items) -> None:
+    rss_mb = peak_rss_mb()
+    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "mpx": geobox.width * geobox.height / 1e6,
+                      "items": len(items)}))
+
+
+def measure(method: str, area: Path, chunk: int) -> dict:
+    """One run in a fresh interpreter; its JSON line."""
+    proc = subprocess.run([sys.executable, __file__, "--child", method, str(area), "--chunk", str(chunk)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"{method} on {area} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 25, 100], help="grid sizes, Mpx")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method and size (best and median)")
+    parser.add_argument("--chunk", type=int, default=1024, help="block size of the project's composite, px")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="folder of generated catalogs (env NDVI_BENCH_CACHE; default data/benchmarks/composite)")
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "AREA"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        generate_catalog(args.cache, args.generate)
+        return 0
+    if args.child:
+        method, area = args.child
+        {"project": run_project, "baseline": run_baseline}[method](Path(area), args.chunk)
+        return 0
+
+    rows = []
+    for mpx in args.sizes:
+        # generated in a child too, so this process stays small
+        subprocess.run([sys.executable, __file__, "--generate", str(mpx), "--cache", str(args.cache)], check=True)
+        area = args.cache / f"{mpx}mpx"
+        runs: dict[str, list[dict]] = {"project": [], "baseline": []}
+        for _ in range(args.repeat):  # interleaved, so load changes on the shared machine hit both alike
+            for method in runs:
+                runs[method].append(measure(method, area, args.chunk))
+        for method, results in runs.items():
+            secs = [r["seconds"] for r in results]
+            first = results[0]
+            rows.append({"size": mpx, "method": method, "mpx": first["mpx"], "items": first["items"],
+                         "best": min(secs), "median": statistics.median(secs),
+                         "rss": max(r["rss_mb"] for r in results)})
+        print(f"done {mpx} Mpx", file=sys.stderr, flush=True)
+
+    print(f"\nchunk {args.chunk} px, best of {args.repeat} (median in brackets), {os.cpu_count()} cores\n")
+    print("| grid | items | method | seconds | Mpx·items/s | peak RSS MB | throughput vs baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        base = next(r for r in rows if r["size"] == row["size"] and r["method"] == "baseline")
+        rate = row["mpx"] * row["items"] / row["best"]
+        ratio = base["best"] / row["best"]
+        print(f"| {row['mpx']:.1f} Mpx | {row['items']} | {row['method']} | {row['best']:.2f} ({row['median']:.2f}) "
+              f"| {rate:.1f} | {row['rss']:.0f} | {ratio:.2f}x |")
+    by = {(r["size"], r["method"]): r for r in rows}
+    sizes = sorted(args.sizes)
+    if len(sizes) > 1:
+        small, mid = sizes[0], sizes[1]
+        print(f"\nRSS({mid} Mpx) / RSS({small} Mpx), project: "
+              f"{by[(mid, 'project')]['rss'] / by[(small, 'project')]['rss']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""GDAL settings for reading COGs, local or over HTTP(S): the same options in the client and on every worker.
+
+The options travel with every block task (see ``ingestion.imagery.blocks``) and are applied around its reads
+with ``rasterio.Env``, so a Dask worker that joins late, or one that never saw a plugin, reads with the same
+settings. ``configure_client`` also applies them to odc-stac loads in the client process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import odc.stac
+
+#: Cloud defaults: no directory listing on open, retries with exponential backoff on 429/5xx, merged
+#: consecutive range requests, and a per-process block cache (MB) and curl cache (bytes).
+DEFAULT_GDAL_OPTIONS: dict[str, str | int] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MAX_RETRY": "5",
+    "GDAL_HTTP_RETRY_DELAY": "0.5",  # seconds, doubled by GDAL on each retry
+    "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
+    "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "15",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
+    "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
+    "GDAL_CACHEMAX": 256,  # rasterio wants an int for this one
+}
+
+
+def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, str | int]:
+    """The defaults above updated with ``overrides`` (GDAL config option names; values as strings, except
+    ``GDAL_CACHEMAX``, megabytes as an integer)."""
+    opts = dict(DEFAULT_GDAL_OPTIONS)
+    for key, value in (overrides or {}).items():
+        if not isinstance(key, str) or not key.isupper():
+            raise ValueError(f"GDAL option names are upper case like GDAL_HTTP_MAX_RETRY, got {key!r}")
+        if isinstance(value, bool):
+            value = "YES" if value else "NO"
+        opts[key] = int(value) if key == "GDAL_CACHEMAX" else str(value)
+    return opts
+
+
+def configure_client(options: Mapping[str, str | int]) -> None:
+    """Apply ``options`` to odc-stac/rasterio reads started in this process (the Dask client)."""
+    odc.stac.configure_rio(cloud_defaults=True, **options)

@@ -1,0 +1,97 @@
+"""A threaded static-file HTTP server on 127.0.0.1 with Range support and fault injection (for GDAL reads).
+
+``RangeServer(root, fail_every=3, fail_budget=20)`` answers 503 to every third range request until it has
+failed 20 times; ``broken={"a/b.tif"}`` answers 503 to every request for those paths, for ever. ``requests``
+and ``failures`` count what it received and refused.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import threading
+import urllib.parse
+from pathlib import Path
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeServer:
+    """Serves the files under ``root`` at ``url`` (HEAD and GET, single ``bytes=a-b`` ranges)."""
+
+    def __init__(self, root: Path, fail_every: int = 0, fail_budget: int = 0, broken: set[str] | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
+        self.requests = self.range_requests = self.failures = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+                self._serve(body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve(body=True)
+
+            def _serve(self, body: bool) -> None:
+                rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+                path = (server.root / rel).resolve()
+                if server._should_fail(rel, self.headers.get("Range")):
+                    return self._send(503, b"injected failure", body)
+                if server.root not in path.parents or not path.is_file():
+                    return self._send(404, b"not found", body)
+                data = path.read_bytes()
+                match = _RANGE.match(self.headers.get("Range") or "")
+                if not match:
+                    return self._send(200, data, body)
+                start = int(match[1]) if match[1] else max(0, len(data) - int(match[2] or 0))
+                end = min(int(match[2]), len(data) - 1) if match[1] and match[2] else len(data) - 1
+                if start >= len(data):
+                    return self._send(416, b"", body, {"Content-Range": f"bytes */{len(data)}"})
+                self._send(206, data[start:end + 1], body, {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+
+            def _send(self, status: int, payload: bytes, body: bool, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "image/tiff" if status in (200, 206) else "text/plain")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if body:
+                    self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _should_fail(self, rel: str, range_header: str | None) -> bool:
+        with self._lock:
+            self.requests += 1
+            if rel in self.broken:
+                self.failures += 1
+                return True
+            if range_header:
+                self.range_requests += 1
+                if self.fail_every and self.failures < self.fail_budget and self.range_requests % self.fail_every == 0:
+                    self.failures += 1
+                    return True
+            return False
+
+    def href(self, path: Path) -> str:
+        """The URL of a file under ``root``."""
+        return f"{self.url}/{urllib.parse.quote(str(Path(path).resolve().relative_to(self.root)))}"
+
+    def __enter__(self) -> RangeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,76 @@
+"""COGs read over HTTP from a range-serving server on 127.0.0.1: clean, flaky (503s), and one broken COG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pystac
+import pytest
+
+from ingestion.imagery.composite import CorruptImageError, build_composite
+from ingestion.imagery.grid import target_geobox
+from ingestion.sources.base import SceneQuery
+from ingestion.sources.local_stac import LocalStacSource
+from ingestion.vector_utils import to_wgs84
+from tests.range_server import RangeServer
+
+FAST_RETRIES = {"GDAL_HTTP_MAX_RETRY": 3, "GDAL_HTTP_RETRY_DELAY": 0.05}
+
+
+def sample_items_and_grid(sample_area: dict, year: int = 2024):
+    districts = gpd.read_file(sample_area["districts"])
+    aoi = districts.union_all()
+    query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), year)
+    items = LocalStacSource(sample_area["catalog"]).select(query).items
+    return items, target_geobox(aoi, districts.crs.to_string(), 10)
+
+
+def served(items: list[pystac.Item], server: RangeServer) -> list[pystac.Item]:
+    """Copies of ``items`` whose assets point at ``server``."""
+    out = []
+    for item in items:
+        copy = item.full_copy()
+        for key, asset in copy.assets.items():
+            asset.href = server.href(Path(item.assets[key].get_absolute_href()))
+        out.append(copy)
+    return out
+
+
+def assert_same_composite(a, b) -> None:
+    np.testing.assert_array_equal(a.count, b.count)
+    np.testing.assert_array_equal(a.ndvi, b.ndvi)  # NaN where no clear day, in both
+
+
+@pytest.fixture(scope="module")
+def local_run(sample_area):
+    items, geobox = sample_items_and_grid(sample_area)
+    return items, geobox, build_composite(items, geobox, chunk=256)
+
+
+def test_clean_http_server_gives_the_local_file_composite(sample_area, local_run):
+    items, geobox, local = local_run
+    with RangeServer(Path(sample_area["root"])) as server:
+        remote = build_composite(served(items, server), geobox, chunk=256)
+        assert server.range_requests > 0
+    assert_same_composite(remote, local)
+
+
+def test_flaky_server_is_retried_to_the_exact_composite(sample_area, local_run):
+    items, geobox, local = local_run
+    with RangeServer(Path(sample_area["root"]), fail_every=3, fail_budget=25) as server:
+        remote = build_composite(served(items, server), geobox, chunk=256, gdal=FAST_RETRIES)
+        assert server.failures >= 10  # a share of the range requests really failed
+    assert_same_composite(remote, local)
+
+
+def test_server_failing_one_cog_names_its_href(sample_area, local_run):
+    items, geobox, _ = local_run
+    victim = next(i for i in items if i.id == "S2B_32ULC_20240925_0_L2A")
+    root = Path(sample_area["root"])
+    rel = str(Path(victim.assets["nir"].get_absolute_href()).resolve().relative_to(root.resolve()))
+    with RangeServer(root, broken={rel}) as server:
+        with pytest.raises(CorruptImageError, match=f"item {victim.id}: asset 'nir' at {server.url}/{rel}"):
+            build_composite(served(items, server), geobox, chunk=256, gdal=FAST_RETRIES)
+        assert server.failures >= 2  # the first try and the retries
