@@ -212,9 +212,10 @@ class CompiledModel:
     build_seconds: dict[str, float]
 
 
-def build_model(dsn: str, target: Path) -> CompiledModel:
+def build_model(dsn: str, target: Path, tile_size: str = "auto") -> CompiledModel:
     """``dbt run`` the model and its parents, then read back the select and pre-hooks dbt compiled for it."""
-    _dbt(["run", "--select", "+ndvi_stats_yearly", "--vars", json.dumps({"year": YEAR})], dsn, target)
+    dbt_vars = json.dumps({"year": YEAR, "tile_size": tile_size})
+    _dbt(["run", "--select", "+ndvi_stats_yearly", "--vars", dbt_vars], dsn, target)
     results = json.loads((target / "run_results.json").read_text())["results"]
     build = {r["unique_id"].rsplit(".", 1)[-1]: r["execution_time"] for r in results}
     manifest = json.loads((target / "manifest.json").read_text())
@@ -270,13 +271,14 @@ def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return min(times), result
 
 
-def run_case(name: str, dsn: str, repeat: int, median: bool = False) -> dict[str, float]:
+def run_case(name: str, dsn: str, repeat: int, median: bool = False, tile_size: str = "auto") -> dict[str, float]:
     case = CASES[name]()
     with tempfile.TemporaryDirectory(prefix="zonal-bench-") as tmp:
         workdir = Path(tmp)
         cog = load_case(case, dsn, workdir)
-        model = build_model(dsn, workdir / "target")
+        model = build_model(dsn, workdir / "target", tile_size)
         with psycopg.connect(dsn) as conn:
+            tile = conn.execute("select max(st_width(rast)) from analytics.stg_ndvi_tiles").fetchone()[0]
             t_model, got = best_of(lambda: model_stats(conn, model, median), repeat)
         t_exact, _ = best_of(lambda: exactextract_stats(cog, case.districts), repeat)
         t_numpy, want = best_of(lambda: numpy_stats(case, median), repeat)
@@ -285,7 +287,7 @@ def run_case(name: str, dsn: str, repeat: int, median: bool = False) -> dict[str
         raise AssertionError(f"{name}: the model differs from numpy:\n  " + "\n  ".join(problems[:20]))
     height, width = case.ndvi.shape
     print(f"{name}: {width}x{height} px ({width * height / 1e6:.1f} Mpx), {len(case.districts)} districts, "
-          f"best of {repeat}")
+          f"{tile} px tiles, best of {repeat}")
     print(f"  ndvi_stats_yearly (compiled select) {t_model:7.3f} s   model/exactextract {t_model / t_exact:5.2f}")
     print(f"  exactextract                        {t_exact:7.3f} s")
     print(f"  numpy pixel-centre (reference)      {t_numpy:7.3f} s   model/numpy {t_model / t_numpy:5.2f}")
@@ -299,11 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cases", nargs="*", default=["enschede", "L"], choices=sorted(CASES))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tile-size", default="auto", help="dbt var tile_size: pixels, or auto (default)")
     parser.add_argument("--database-url", help="scratch PostGIS database (default: embedded ndvi_bench)")
     args = parser.parse_args(argv)
     dsn = bench_dsn(args.database_url)
     for name in args.cases:
-        run_case(name, dsn, args.repeat)
+        run_case(name, dsn, args.repeat, tile_size=args.tile_size)
     return 0
 
 

@@ -12,6 +12,8 @@
   )
 }}
 
+{%- set tile_size = zonal_tile_size() | trim %}
+
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps
 -- (the GIST index on the tile hull makes that a fast index join). One run processes one year
 -- (var `year`) or every year in raw.ndvi_composites.
@@ -32,7 +34,7 @@ tiles as (
         tile.rast
     from composites_of_run
     cross join lateral st_tile(
-        composites_of_run.rast, {{ var('tile_size') }}, {{ var('tile_size') }}
+        composites_of_run.rast, {{ tile_size }}, {{ tile_size }}
     ) with ordinality as tile(rast, n)
 
 )
