@@ -65,8 +65,9 @@ dbt-docs: db-start $(MANIFEST) ## generate dbt docs into dbt_project/target
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
-benchmark: db-start $(MANIFEST) ## print speed figures against a baseline
-	$(BIN)/python benchmarks/zonal_stats.py
+CASES ?= enschede L
+benchmark: db-start $(MANIFEST) ## zonal stats: ndvi_stats_yearly vs exactextract and numpy (CASES="enschede L", BENCH_ARGS=)
+	$(BIN)/python benchmarks/zonal_stats.py $(CASES) $(BENCH_ARGS)
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
 	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target
