@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import psycopg
 import pytest
@@ -20,6 +21,7 @@ from tests.conftest import PROJECT_ROOT
 
 spec = importlib.util.spec_from_file_location("zonal_stats", PROJECT_ROOT / "benchmarks" / "zonal_stats.py")
 zonal_stats = importlib.util.module_from_spec(spec)
+sys.modules["zonal_stats"] = zonal_stats  # dataclasses look their module up there
 spec.loader.exec_module(zonal_stats)
 
 
