@@ -65,8 +65,9 @@ dbt-docs: db-start $(MANIFEST) ## generate dbt docs into dbt_project/target
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
-benchmark: db-start $(MANIFEST) ## print speed figures against a baseline
-	$(BIN)/python benchmarks/zonal_stats.py
+CASES ?= enschede L
+benchmark: db-start $(MANIFEST) ## zonal stats: ndvi_stats_yearly vs exactextract and numpy (CASES="enschede L", BENCH_ARGS=)
+	$(BIN)/python benchmarks/zonal_stats.py $(CASES) $(BENCH_ARGS)
 
 benchmark-loop: db-start $(MANIFEST) ## wall time of one demo year through ndvi-pipeline run vs its steps
 	$(BIN)/python benchmarks/yearly_loop.py

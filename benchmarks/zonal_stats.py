@@ -1,87 +1,287 @@
-"""Zonal-statistics speed: the dbt model's query shape against the notebook's LATERAL pattern and numpy.
+"""Zonal-statistics speed and correctness: the real ``ndvi_stats_yearly`` model against exactextract and numpy.
 
-Builds a synthetic NDVI raster (``--size`` px square, 10 m) and ``--districts`` Voronoi polygons in a scratch
-schema ``bench`` of the pipeline database, then times each method (best of ``--repeat``) and prints figures and
-ratios against the notebook baseline measured in the same run. Run: ``make benchmark`` or
-``.venv/bin/python benchmarks/zonal_stats.py --size 4000 --districts 1000``.
+For each case the script writes a synthetic 2-band composite COG (band 1 NDVI with 5 % cloud holes, band 2
+clear-day count; nodata -9999, 10 m) and its districts, loads both with the pipeline's own loaders into a
+scratch database (the embedded cluster's ``ndvi_bench``, or ``--database-url``), builds the dbt models up to
+``ndvi_stats_yearly`` with ``dbt run``, then times, best of ``--repeat``:
+
+- the model: the select dbt compiled for ``ndvi_stats_yearly`` (``target/compiled/...``, run after the model's
+  own pre-hooks), i.e. exactly what ``dbt run`` executes, not a copy of its shape;
+- exactextract on the COG (count, min, max, mean, stdev of both bands);
+- numpy pixel-centre statistics on the arrays in memory (the reference).
+
+It checks that the model's pixel counts equal numpy's and min/max/mean/stddev (and the p50, with
+``--median``) are within 1e-6, and prints seconds and the model/exactextract ratio. Cases: ``enschede`` (the
+10 real districts of ``shared/data/enschede`` on a 2.1 Mpx raster over their extent), ``L`` (25 Mpx, 2,000
+Voronoi districts), ``tiny`` (the pytest case). Run: ``make benchmark`` (``CASES="enschede L"``) or
+``.venv/bin/python benchmarks/zonal_stats.py enschede L``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import psycopg
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
-from rasterio.transform import from_origin
-from shapely import MultiPoint, MultiPolygon, box, to_wkb, voronoi_polygons
+from shapely import MultiPoint, Point, box, voronoi_polygons
 
-from ingestion.db import connect
+from ingestion.db.connection import embedded_dsn, uses_embedded
 from ingestion.imagery.cog import write_composite_cog
 from ingestion.imagery.composite import Composite
-from ingestion.load.raster_wkb import raster_wkb
+from ingestion.load.postgis import load_composite, publish_districts, stage_districts
+from ingestion.paths import PROJECT_ROOT
 
-NOTEBOOK = """
-    select d.district_code, (s).count, (s).min, (s).max, (s).mean
-    from bench.districts d
-    cross join lateral (
-        select st_summarystatsagg(st_clip(t.rast, d.geometry, true), 1, true, 1) as s
-        from bench.tiles t where st_intersects(t.rast, d.geometry) offset 0
-    ) x"""
-MODEL = """
-    with clipped as (
-        select d.district_code, st_clip(t.rast, d.geometry, true) as rast
-        from bench.tiles t join bench.districts d on st_intersects(st_convexhull(t.rast), d.geometry)
-    ), agg as materialized (
-        select district_code, st_summarystatsagg(rast, 1, true, 1) as s from clipped group by district_code
-    )
-    select district_code, (s).count, (s).min, (s).max, (s).mean from agg"""
+ENSCHEDE_DISTRICTS = PROJECT_ROOT.parent / "shared" / "data" / "enschede" / "enschede_districts.gpkg"
+YEAR = 2024
+AREA = "bench"  # the area code the benchmark loads its case under
+NODATA = -9999.0
+TOLERANCE = 1e-6
+STATS = ("min", "max", "mean", "stddev")
 
 
-def _setup(conn, size: int, n: int, tile: int, seed: int = 1):
+@dataclass
+class Case:
+    """A composite on a 10 m grid (``ndvi`` NaN where no clear day, ``count`` clear days) and its districts."""
+
+    name: str
+    ndvi: np.ndarray
+    count: np.ndarray
+    transform: Affine
+    crs: str
+    districts: gpd.GeoDataFrame
+
+
+def _paint(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI in -0.2..0.9 with 5 % of pixels never clear (NaN, count 0), clear-day counts 1..30 elsewhere."""
+    ndvi = rng.uniform(-0.2, 0.9, shape).astype(np.float32)
+    count = rng.integers(1, 31, shape).astype(np.uint16)
+    cloudy = rng.random(shape) < 0.05
+    ndvi[cloudy] = np.nan
+    count[cloudy] = 0
+    return ndvi, count
+
+
+def _voronoi_case(name: str, size: int, n: int, seed: int) -> Case:
     rng = np.random.default_rng(seed)
-    ndvi = rng.uniform(-0.2, 0.9, (size, size)).astype(np.float32)
-    ndvi[rng.random((size, size)) < 0.05] = -9999
-    x0, y0 = 300_000.0, 5_800_000.0
+    x0, y0 = 200_000.0, 500_000.0
     frame = box(x0, y0 - size * 10, x0 + size * 10, y0)
-    pts = MultiPoint(rng.uniform((frame.bounds[0], frame.bounds[1]), (frame.bounds[2], frame.bounds[3]), (n, 2)))
-    polys = [p.intersection(frame) for p in voronoi_polygons(pts, extend_to=frame).geoms]
-    conn.execute("set client_min_messages = warning")
-    conn.execute("drop schema if exists bench cascade")
-    conn.execute("create schema bench")
-    conn.execute("create table bench.districts"
-                 " (district_code text primary key, geometry geometry(MultiPolygon, 32632))")
-    with conn.cursor() as cur:
-        cur.executemany("insert into bench.districts values (%s, st_multi(st_geomfromwkb(%s, 32632)))",
-                        [(f"D{i:04d}", to_wkb(MultiPolygon([p]) if p.geom_type == "Polygon" else p))
-                         for i, p in enumerate(polys)])
-    conn.execute("create table bench.tiles (rid serial, rast raster)")
-    with conn.cursor().copy("copy bench.tiles (rast) from stdin") as copy:
-        for r in range(0, size, tile):
-            for c in range(0, size, tile):
-                block = ndvi[r:r + tile, c:c + tile]
-                copy.write_row((raster_wkb([block], -9999, (x0 + c * 10, y0 - r * 10, 10, 10), 32632).hex(),))
-    conn.execute("create index on bench.tiles using gist (st_convexhull(rast))")
-    conn.execute("analyze bench.tiles")
-    conn.execute("analyze bench.districts")
-    conn.commit()
-    return ndvi, polys, from_origin(x0, y0, 10, 10)
+    points = MultiPoint(rng.uniform((frame.bounds[0], frame.bounds[1]), (frame.bounds[2], frame.bounds[3]), (n, 2)))
+    polygons = [cell.intersection(frame) for cell in voronoi_polygons(points, extend_to=frame).geoms]
+    districts = gpd.GeoDataFrame({"district_code": [f"D{i:05d}" for i in range(len(polygons))],
+                                  "district_name": [f"District {i}" for i in range(len(polygons))]},
+                                 geometry=polygons, crs="EPSG:28992")
+    ndvi, count = _paint((size, size), rng)
+    return Case(name, ndvi, count, Affine(10, 0, x0, 0, -10, y0), "EPSG:28992", districts)
 
 
-def _numpy(ndvi, polys, transform):
-    zones = rasterize([(p, i + 1) for i, p in enumerate(polys)], out_shape=ndvi.shape, transform=transform,
-                      all_touched=False, dtype="int32")
-    valid = ndvi != -9999
-    counts = np.bincount(zones[valid], minlength=len(polys) + 1)
-    sums = np.bincount(zones[valid], weights=ndvi[valid], minlength=len(polys) + 1)
-    return counts[1:], sums[1:] / np.maximum(counts[1:], 1)
+def tiny_case(seed: int = 3) -> Case:
+    """120 x 90 px, 7 Voronoi districts, one of them all cloud (NULL stats), one with a hole, one off the raster."""
+    case = _voronoi_case("tiny", 120, 6, seed)
+    case.ndvi, case.count = case.ndvi[:90], case.count[:90]
+    x0, y0 = case.transform.c, case.transform.f
+    first = case.districts.geometry.iloc[0]
+    case.districts.loc[0, "geometry"] = first.difference(first.centroid.buffer(80))
+    cloudy = case.districts.geometry.iloc[1]
+    zones = rasterize([(cloudy, 1)], out_shape=case.ndvi.shape, transform=case.transform, dtype="uint8")
+    case.ndvi[zones == 1] = np.nan
+    case.count[zones == 1] = 0
+    outside = Point(x0 + 1500, y0 - 1000).buffer(150)
+    case.districts.loc[len(case.districts)] = ["D-OUT", "Off the raster", outside]
+    return case
 
 
-def _best(fn, repeat):
-    times = []
+def enschede_case(seed: int = 11) -> Case:
+    """The 10 real Enschede districts (EPSG:28992) on a 10 m raster over their extent (about 2.1 Mpx)."""
+    districts = gpd.read_file(ENSCHEDE_DISTRICTS)[["district_code", "district_name", "geometry"]]
+    minx, miny, maxx, maxy = districts.total_bounds
+    x0, y0 = np.floor(minx / 10) * 10, np.ceil(maxy / 10) * 10
+    width, height = int(np.ceil((maxx - x0) / 10)), int(np.ceil((y0 - miny) / 10))
+    ndvi, count = _paint((height, width), np.random.default_rng(seed))
+    return Case("enschede", ndvi, count, Affine(10, 0, x0, 0, -10, y0), str(districts.crs), districts)
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "tiny": tiny_case,
+    "enschede": enschede_case,
+    "L": lambda: _voronoi_case("L", 5000, 2000, 5),
+}
+
+
+# -- references ---------------------------------------------------------------------------------------------
+
+def numpy_stats(case: Case, median: bool = False) -> dict[str, dict[str, float | int | None]]:
+    """Pixel-centre statistics per district code, as the model defines them (population stddev)."""
+    n = len(case.districts)
+    zones = rasterize([(geom, i + 1) for i, geom in enumerate(case.districts.geometry)], out_shape=case.ndvi.shape,
+                      transform=case.transform, all_touched=False, fill=0, dtype="int32").ravel()
+    ndvi = case.ndvi.ravel()
+    inside = zones > 0
+    valid = inside & ~np.isnan(ndvi)
+    z, v = zones[valid], ndvi[valid].astype(np.float64)
+    count = np.bincount(z, minlength=n + 1)
+    district_count = np.bincount(zones[inside], minlength=n + 1)
+    clear_days = np.bincount(zones[inside], weights=case.count.ravel()[inside].astype(np.float64), minlength=n + 1)
+    mean = np.bincount(z, weights=v, minlength=n + 1) / np.maximum(count, 1)
+    var = np.bincount(z, weights=(v - mean[z]) ** 2, minlength=n + 1) / np.maximum(count, 1)
+    low, high = np.full(n + 1, np.inf), np.full(n + 1, -np.inf)
+    np.minimum.at(low, z, v)
+    np.maximum.at(high, z, v)
+    if median:
+        order = np.lexsort((v, z))
+        starts = np.searchsorted(z[order], np.arange(n + 1))
+        values = v[order]
+        p50 = np.array([np.median(values[starts[i]:starts[i] + count[i]]) if count[i] else np.nan
+                        for i in range(n + 1)])
+    out = {}
+    for i, code in enumerate(case.districts["district_code"], start=1):
+        has = count[i] > 0
+        out[code] = {
+            "pixel_count": int(count[i]), "district_pixel_count": int(district_count[i]),
+            "min": float(low[i]) if has else None, "max": float(high[i]) if has else None,
+            "mean": float(mean[i]) if has else None, "stddev": float(np.sqrt(var[i])) if has else None,
+            "mean_clear_observations": float(clear_days[i] / district_count[i]) if district_count[i] else None,
+        }
+        if median:
+            out[code]["median"] = float(p50[i]) if has else None
+    return out
+
+
+def exactextract_stats(cog: Path, districts: gpd.GeoDataFrame):
+    """exactextract's coverage-weighted statistics of both bands (the speed competitor, not the reference)."""
+    from exactextract import exact_extract
+
+    # exactextract puts the GeoDataFrame index in a column named `id`: keep the codes in their own column
+    return exact_extract(str(cog), districts.reset_index(drop=True), ["count", "min", "max", "mean", "stdev"],
+                         include_cols=["district_code"], output="pandas")
+
+
+# -- the model ----------------------------------------------------------------------------------------------
+
+def bench_dsn(database_url: str | None) -> str:
+    if database_url:
+        return database_url
+    if not uses_embedded():
+        sys.exit("set --database-url to a scratch PostGIS database: the benchmark replaces its raw.* tables")
+    return embedded_dsn("ndvi_bench")
+
+
+def _dbt(args: list[str], dsn: str, target: Path) -> str:
+    env = {**os.environ, "DATABASE_URL": dsn}
+    for var in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSERVICE"):
+        env.pop(var, None)
+    cmd = [str(Path(sys.executable).with_name("ndvi-dbt")), *args, "--target-path", str(target)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def load_case(case: Case, dsn: str, workdir: Path) -> Path:
+    """Write the case's COG and load it and the districts with the pipeline's loaders; returns the COG path."""
+    height, width = case.ndvi.shape
+    composite = Composite(ndvi=case.ndvi, count=case.count, days=[], radiometry={},
+                          geobox=GeoBox((height, width), case.transform, case.crs))
+    cog = write_composite_cog(composite, workdir / f"{case.name}.tif")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set client_min_messages = warning")
+        conn.execute("drop schema if exists analytics cascade")  # a fresh build of every model
+        conn.commit()
+        replace_districts(conn, case.districts)
+        conn.execute("delete from raw.ndvi_composites")
+        conn.commit()
+        load_composite(conn, AREA, YEAR, cog)
+    return cog
+
+
+def replace_districts(conn: psycopg.Connection, districts: gpd.GeoDataFrame) -> None:
+    """Stage and publish the case's districts as the pipeline does (publishing normally rides on a year load)."""
+    stage_districts(conn, AREA, districts)
+    with conn.transaction():
+        publish_districts(conn, AREA)
+
+
+@dataclass
+class CompiledModel:
+    pre_hooks: list[str]
+    select: str
+    build_seconds: dict[str, float]
+
+
+def build_model(dsn: str, target: Path, tile_size: str = "auto") -> CompiledModel:
+    """``dbt run`` the model and its parents, then read back the select and pre-hooks dbt compiled for it."""
+    dbt_vars = json.dumps({"tile_size": tile_size})
+    _dbt(["run", "--select", "+ndvi_stats_yearly", "--vars", dbt_vars], dsn, target)
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    build = {r["unique_id"].rsplit(".", 1)[-1]: r["execution_time"] for r in results}
+    manifest = json.loads((target / "manifest.json").read_text())
+    node = manifest["nodes"]["model.ndvi_pipeline.ndvi_stats_yearly"]
+    hooks = [hook["sql"] for hook in node["config"]["pre-hook"]]
+    compiled = next(target.glob("compiled/**/ndvi_stats_yearly.sql")).read_text()
+    return CompiledModel(hooks, compiled, build)
+
+
+def model_stats(conn: psycopg.Connection, model: CompiledModel, median: bool = False) -> dict[str, dict]:
+    with conn.transaction():
+        for hook in model.pre_hooks:
+            conn.execute(hook)
+        rows = conn.execute(model.select).fetchall()  # noqa: S608 - dbt's compiled model SQL
+        names = [c.name for c in conn.execute(model.select + " limit 0").description]
+    out = {}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        out[record["district_code"]] = {
+            "pixel_count": record["pixel_count"], "district_pixel_count": record["district_pixel_count"],
+            **{stat: record[f"{stat}_ndvi"] for stat in STATS},
+            "mean_clear_observations": record["mean_clear_observations"],
+            **({"median": record["median_ndvi"]} if median else {}),
+        }
+    return out
+
+
+def table_stats(conn: psycopg.Connection) -> dict[str, dict]:
+    """The statistics stored in ``analytics.ndvi_stats_yearly`` (what an incremental run left there)."""
+    cur = conn.execute("select * from analytics.ndvi_stats_yearly where area_code = %s and year = %s", (AREA, YEAR))
+    names = [c.name for c in cur.description]
+    return {r["district_code"]: {"pixel_count": r["pixel_count"], "district_pixel_count": r["district_pixel_count"],
+                                 **{stat: r[f"{stat}_ndvi"] for stat in STATS},
+                                 "mean_clear_observations": r["mean_clear_observations"]}
+            for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+
+
+def compare(model: dict[str, dict], reference: dict[str, dict]) -> list[str]:
+    """Differences between the model's and numpy's statistics (empty when they agree)."""
+    problems = []
+    if set(model) != set(reference):
+        problems.append(f"district sets differ: {sorted(set(model) ^ set(reference))[:5]}")
+    for code in sorted(set(model) & set(reference)):
+        got, want = model[code], reference[code]
+        for key in ("pixel_count", "district_pixel_count"):
+            if got[key] != want[key]:
+                problems.append(f"{code} {key}: model {got[key]} numpy {want[key]}")
+        for key in (*STATS, "mean_clear_observations", "median"):
+            if key not in want:
+                continue
+            a, b = got.get(key), want[key]
+            if (a is None) != (b is None) or (a is not None and abs(a - b) > TOLERANCE):
+                problems.append(f"{code} {key}: model {a} numpy {b}")
+    return problems
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    times, result = [], None
     for _ in range(repeat):
         start = time.perf_counter()
         result = fn()
@@ -89,42 +289,44 @@ def _best(fn, repeat):
     return min(times), result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=4000)
-    parser.add_argument("--districts", type=int, default=1000)
-    parser.add_argument("--tile", type=int, default=256)
+def run_case(name: str, dsn: str, repeat: int, median: bool = False, tile_size: str = "auto") -> dict[str, float]:
+    case = CASES[name]()
+    with tempfile.TemporaryDirectory(prefix="zonal-bench-") as tmp:
+        workdir = Path(tmp)
+        cog = load_case(case, dsn, workdir)
+        model = build_model(dsn, workdir / "target", tile_size)
+        with psycopg.connect(dsn) as conn:
+            tile = conn.execute("select max(st_width(rast)) from analytics.stg_ndvi_tiles").fetchone()[0]
+            t_model, got = best_of(lambda: model_stats(conn, model, median), repeat)
+        t_exact, _ = best_of(lambda: exactextract_stats(cog, case.districts), repeat)
+        t_numpy, want = best_of(lambda: numpy_stats(case, median), repeat)
+    problems = compare(got, want)
+    if problems:
+        raise AssertionError(f"{name}: the model differs from numpy:\n  " + "\n  ".join(problems[:20]))
+    height, width = case.ndvi.shape
+    print(f"{name}: {width}x{height} px ({width * height / 1e6:.1f} Mpx), {len(case.districts)} districts, "
+          f"{tile} px tiles, best of {repeat}")
+    print(f"  ndvi_stats_yearly (compiled select) {t_model:7.3f} s   model/exactextract {t_model / t_exact:5.2f}")
+    print(f"  exactextract                        {t_exact:7.3f} s")
+    print(f"  numpy pixel-centre (reference)      {t_numpy:7.3f} s   model/numpy {t_model / t_numpy:5.2f}")
+    print("  one-off dbt run per model: " + ", ".join(f"{k} {v:.2f} s" for k, v in model.build_seconds.items()))
+    print(f"  check: pixel counts identical to numpy for all {len(want)} districts, "
+          f"statistics within {TOLERANCE:g}")
+    return {"model": t_model, "exactextract": t_exact, "numpy": t_numpy}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cases", nargs="*", default=["enschede", "L"], choices=sorted(CASES))
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    with connect() as conn:
-        ndvi, polys, transform = _setup(conn, args.size, args.districts, args.tile)
-        conn.execute("set parallel_setup_cost = 0; set parallel_tuple_cost = 0; set min_parallel_table_scan_size = 0")
-
-        def run(sql):
-            return sorted(conn.execute(sql).fetchall())
-
-        t_notebook, notebook = _best(lambda: run(NOTEBOOK), args.repeat)
-        t_model, model = _best(lambda: run(MODEL), args.repeat)
-        t_numpy, (counts, means) = _best(lambda: _numpy(ndvi, polys, transform), args.repeat)
-        with tempfile.TemporaryDirectory() as tmp:
-            comp = Composite(ndvi=np.where(ndvi == -9999, np.nan, ndvi), count=np.ones(ndvi.shape, np.uint16),
-                             geobox=GeoBox(ndvi.shape, transform, "EPSG:32632"), days=[], radiometry={})
-            t_cog, _ = _best(lambda: write_composite_cog(comp, Path(tmp) / "c.tif"), 1)
-        conn.execute("drop schema bench cascade")
-        conn.commit()
-    model_counts = np.array([r[1] or 0 for r in model])
-    assert (model_counts == counts).all(), "the model's pixel counts differ from numpy"
-    assert np.allclose([r[4] or 0 for r in model], means, atol=1e-6)
-    mpx = args.size * args.size / 1e6
-    print(f"raster {args.size}x{args.size} ({mpx:.1f} Mpx), {len(polys)} districts, tiles {args.tile} px, best of "
-          f"{args.repeat}")
-    print(f"  notebook LATERAL (baseline) {t_notebook:7.2f} s   speed-up 1.00x")
-    print(f"  dbt model join + parallel   {t_model:7.2f} s   speed-up {t_notebook / t_model:.2f}x")
-    print(f"  numpy pixel-centre          {t_numpy:7.2f} s   speed-up {t_notebook / t_numpy:.2f}x (reference)")
-    print(f"  COG write of the composite  {t_cog:7.2f} s")
-    print(f"  results: counts identical to numpy for all {len(polys)} districts, means within 1e-6; "
-          f"notebook rows {len(notebook)}")
+    parser.add_argument("--tile-size", default="auto", help="dbt var tile_size: pixels, or auto (default)")
+    parser.add_argument("--database-url", help="scratch PostGIS database (default: embedded ndvi_bench)")
+    args = parser.parse_args(argv)
+    dsn = bench_dsn(args.database_url)
+    for name in args.cases:
+        run_case(name, dsn, args.repeat, tile_size=args.tile_size)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,7 +17,8 @@ from dagster_project.resources import PostGISResource, dbt_resource
 from ingestion.config import PipelineConfig, load_config
 
 AREA_INPUTS = ("districts", "aoi_boundary", "stg_districts")
-YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "ndvi_stats_yearly", "yearly_exports")
+YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "district_tile_masks", "ndvi_stats_yearly",
+          "yearly_exports")
 LATEST = (*LATEST_MODELS, "latest_exports")
 
 

@@ -15,7 +15,8 @@ from ingestion.sample.generator import generate
 from tests.helpers import numpy_zonal
 from tests.pipeline_env import reset_database, run_pipeline
 
-YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "ndvi_stats_yearly", "yearly_exports")
+YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "district_tile_masks", "ndvi_stats_yearly",
+          "yearly_exports")
 PER_AREA = ("districts", "aoi_boundary", "stg_districts", "ndvi_stats_newest_valid_year", "ndvi_stats_latest",
             "ndvi_change", "latest_exports")
 

@@ -16,7 +16,7 @@ from dagster_project.partitions import AREA, area_partitions, area_year_partitio
 from dagster_project.resources import PostGISResource, dbt_lock, dbt_project, point_dbt_at
 from ingestion.config import PipelineConfig
 
-YEARLY_MODELS = "stg_ndvi_tiles ndvi_stats_yearly"
+YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly"
 AREA_MODELS = "stg_districts ndvi_stats_newest_valid_year ndvi_stats_latest ndvi_change"
 #: The per-area models that follow any year of their area (declarative automation).
 LATEST_MODELS = ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change")

@@ -1,10 +1,8 @@
 {#-
-  Session settings for the zonal statistics: parallel plans for the tile x district join (measured 2x faster
-  on 2 cores) and no NOTICE flood from ST_SummaryStats on all-nodata clipped tiles.
+  Session settings for the zonal statistics: no NOTICE flood from ST_SummaryStats on tiles whose pixels are all
+  nodata once masked. (Parallel-plan settings were dropped: the model's LATERAL plan never goes parallel, and a
+  parallel join measured slower because ST_SummaryStatsAgg, having no combine function, still runs in the leader.)
 -#}
 {% macro zonal_session_settings() -%}
-    set client_min_messages = warning;
-    set parallel_setup_cost = 0;
-    set parallel_tuple_cost = 0;
-    set min_parallel_table_scan_size = 0
+    set client_min_messages = warning
 {%- endmacro %}

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 PG_MAJOR = 15
 DEBIAN_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-postgis-3", "postgis")
 SUPERUSER = "postgres"
-#: Databases created at first start: the working one and the one the test suite uses.
-DATABASES = (EMBEDDED_DATABASE, f"{EMBEDDED_DATABASE}_test")
+#: Databases created at start: the working one, the one the test suite uses, and the benchmark's scratch one.
+DATABASES = (EMBEDDED_DATABASE, f"{EMBEDDED_DATABASE}_test", f"{EMBEDDED_DATABASE}_bench")
 EXTENSIONS = ("postgis", "postgis_raster")
 
 

@@ -11,6 +11,8 @@
   )
 }}
 
+{%- set tile_size = zonal_tile_size() | trim %}
+
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
 -- index on the tile hull makes that a fast index join). A run tiles every area-year whose composite was
 -- loaded since it was last tiled (`loaded_at`), so neither Dagster nor a plain `dbt build` passes the area or
@@ -59,7 +61,7 @@ tiles as (
     inner join loads_to_tile
         on loads_to_tile.area_code = composites.area_code and loads_to_tile.year = composites.year
     cross join lateral st_tile(
-        composites.rast, {{ var('tile_size') }}, {{ var('tile_size') }}
+        composites.rast, {{ tile_size }}, {{ tile_size }}
     ) with ordinality as tile(rast, n)
 
 )
