@@ -56,6 +56,8 @@ class ExportConfig:
     scheme: str = "FisherJenks"
     k: int = 5
     colormap: str = "RdYlGn"
+    #: Optional XYZ tile URL template for the web map's basemap (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png)
+    basemap_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,12 @@ def parse_config(raw: dict[str, Any], source: Path) -> AreaConfig:
         raise fail("exports.k", f"must be an integer 2..12, got {k!r}")
     if scheme not in SCHEMES:
         raise fail("exports.scheme", f"must be one of {', '.join(SCHEMES)}, got {scheme!r}")
-    exports = ExportConfig(decimals=decimals, scheme=scheme, k=k, colormap=str(ex.get("colormap", "RdYlGn")))
+    basemap_url = ex.get("basemap_url")
+    if basemap_url is not None and not (isinstance(basemap_url, str) and basemap_url.startswith(("https://", "http://"))
+                                        and all(p in basemap_url for p in ("{z}", "{x}", "{y}"))):
+        raise fail("exports.basemap_url", f"must be an http(s) URL with {{z}}, {{x}}, {{y}}, got {basemap_url!r}")
+    exports = ExportConfig(decimals=decimals, scheme=scheme, k=k, colormap=str(ex.get("colormap", "RdYlGn")),
+                           basemap_url=basemap_url)
     name = str(raw.get("area", source.stem))
     output_dir = Path(_expand(str(raw["output_dir"]), base)) if raw.get("output_dir") else data_dir()
     boundary = _expand(str(raw["boundary"]), base) if raw.get("boundary") else None

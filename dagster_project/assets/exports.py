@@ -25,4 +25,5 @@ def ndvi_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) ->
         "districts": latest.districts,
         "districts_with_values": latest.districts_with_values,
         "map": dg.MetadataValue.md(markdown_image(latest.map_png, "latest mean NDVI")),
+        "web_map": dg.MetadataValue.url(latest.web_map.as_uri()),
     })

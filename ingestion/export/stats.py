@@ -38,3 +38,26 @@ def latest_stats(conn: psycopg.Connection) -> gpd.GeoDataFrame:
         from raw.districts d
         left join analytics.ndvi_stats_latest l on l.district_code = d.district_code
         order by d.district_code""", ())
+
+
+def yearly_history(conn: psycopg.Connection) -> list[dict]:
+    """Every year's statistics of every current district (no geometry), ordered by district and year."""
+    cur = conn.execute("""
+        select s.district_code, s.year, s.pixel_count, s.valid_fraction,
+               s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi
+        from analytics.ndvi_stats_yearly s
+        join raw.districts d on d.district_code = s.district_code
+        order by s.district_code, s.year""")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def change_history(conn: psycopg.Connection) -> list[dict]:
+    """``analytics.ndvi_change`` for every current district: mean NDVI change from the previous valid year."""
+    cur = conn.execute("""
+        select c.district_code, c.year, c.previous_year, c.mean_ndvi_change
+        from analytics.ndvi_change c
+        join raw.districts d on d.district_code = c.district_code
+        order by c.district_code, c.year""")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
