@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -35,7 +36,8 @@ MODEL_ID = "model.ndvi_pipeline.ndvi_stats_yearly"
 
 
 @pytest.fixture(scope="module")
-def built(sample_area, database_url, tmp_path_factory) -> dict:
+def built(sample_area, database_url, tmp_path_factory) -> Iterator[dict]:
+    environ = dict(os.environ)  # the code location and in-process dbt runs set NDVI_CONFIG and PG*: undo after
     root = tmp_path_factory.mktemp("browser_e2e")
     out = root / "data"
     config = write_area_config(sample_area, out, YEARS)
@@ -47,7 +49,11 @@ def built(sample_area, database_url, tmp_path_factory) -> dict:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         results = runner.materialize_area(YEARS, instance=instance)
     assert all(r.success for r in results)
-    return {"out": out, "config": config, "home": home, "url": database_url, "sample": sample_area}
+    try:
+        yield {"out": out, "config": config, "home": home, "url": database_url, "sample": sample_area}
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def _query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
