@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
@@ -28,9 +29,14 @@ CHANGE_COLORMAP = "BrBG"
 COORDINATE_DECIMALS = 6
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (what a NULL becomes in a data frame)."""
+    return value is None or bool(pd.isna(value))
+
+
 def _number(value: Any, decimals: int | None) -> float | int | None:
     """A JSON-safe number (None for NULL or NaN), rounded to ``decimals`` when given."""
-    if value is None:
+    if _missing(value):
         return None
     value = float(value)
     if not math.isfinite(value):
@@ -42,7 +48,7 @@ def rounded_stats(row: Mapping[str, Any], decimals: int) -> dict[str, float | in
     """The statistics of one row, rounded as in the GeoJSON exports."""
     out: dict[str, float | int | None] = {}
     count = row.get("pixel_count")
-    out["pixel_count"] = None if count is None or count != count else int(count)
+    out["pixel_count"] = None if _missing(count) else int(count)
     out["valid_fraction"] = _number(row.get("valid_fraction"), 4)
     for field in NDVI_FIELDS:
         out[field] = _number(row.get(field), decimals)
@@ -117,8 +123,8 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
         source_year = row.get("source_year")
         features.append({"type": "Feature", "geometry": _geometry(row.geometry), "properties": {
             "district_code": code,
-            "district_name": None if name is None or name != name else str(name),
-            "source_year": None if source_year is None or source_year != source_year else int(source_year),
+            "district_name": None if _missing(name) else str(name),
+            "source_year": None if _missing(source_year) else int(source_year),
             "latest": rounded_stats(row, decimals),
             "years": per_year.get(code, {}),
             "change": per_change.get(code, {}),
