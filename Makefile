@@ -12,8 +12,11 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
+DOCS_HOST ?= 127.0.0.1
+DOCS_PORT ?= 8080
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite clean
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,7 +52,14 @@ db-status: $(STAMP) ## show whether the embedded PostGIS runs, and where
 demo: db-start $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml ## generate sample data, materialise every asset for two years
 	$(BIN)/ndvi-demo
 
-test: db-start $(MANIFEST) ## set up, then run the whole test suite
+browser: ## Debian's chromium for the browser tests (installed as root when missing; otherwise they skip)
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the Debian package chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "$(CHROMIUM) is missing and this is not root: browser tests will skip (apt-get install chromium)"; fi
+
+test: db-start $(MANIFEST) browser ## set up, then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -59,8 +69,9 @@ dev: db-start $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://$
 dbt-build: db-start $(MANIFEST) ## plain `dbt build` (every year in raw.ndvi_composites) against the same database
 	$(BIN)/ndvi-dbt build
 
-dbt-docs: db-start $(MANIFEST) ## generate dbt docs into dbt_project/target
+dbt-docs: db-start $(MANIFEST) ## generate the dbt docs and serve them on http://$(DOCS_HOST):$(DOCS_PORT) (Ctrl-C stops)
 	$(BIN)/ndvi-dbt docs generate
+	$(BIN)/ndvi-dbt docs serve --host $(DOCS_HOST) --port $(DOCS_PORT) --no-browser
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
@@ -76,4 +87,4 @@ benchmark-composite: $(STAMP) ## composite speed and memory against the odc-stac
 	$(BIN)/python benchmarks/composite.py
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
-	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target
+	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target test-artifacts

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Breaks ({breaks['scheme']}, k={breaks['k']}) of latest mean NDVI: "
                   f"{', '.join(f'{b:.3f}' for b in breaks['bins'])} (min {breaks['min']:.3f}, max {breaks['max']:.3f})")
     print("\nOpen the Dagster UI with `make dev` to see the runs, lineage, checks and previews.")
+    for area in config.areas:
+        web_map = area.area_dir / "latest" / "ndvi_map.html"
+        if web_map.exists():
+            print(f"Web map of {area.code} (open it in a browser, no network needed): {web_map}")
     return 0 if all(r.success for r in results) else 1
 
 

@@ -189,6 +189,17 @@ class ExportConfig(_Section):
     scheme: Literal[SCHEMES] = Field("FisherJenks", description="mapclassify scheme")  # type: ignore[valid-type]
     k: int = Field(5, description="number of classes (2..12)")
     colormap: str = Field("RdYlGn", description="matplotlib colormap for the class colours")
+    basemap_url: str | None = Field(None, description="XYZ tile URL template for the web map's basemap, e.g. "
+                                                      "https://tile.openstreetmap.org/{z}/{x}/{y}.png; default none")
+
+    @field_validator("basemap_url", mode="before")
+    @classmethod
+    def _basemap(cls, value: Any) -> Any:
+        ok = value is None or (isinstance(value, str) and value.startswith(("https://", "http://"))
+                               and all(p in value for p in ("{z}", "{x}", "{y}")))
+        if not ok:
+            raise ValueError(f"must be an http(s) URL with {{z}}, {{x}}, {{y}}, got {value!r}")
+        return value
 
     @field_validator("decimals", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 Output layout under ``cfg.area_dir`` (``<output_dir>/<area>/``; below it, the notebook's layout):
 ``aoi/aoi_boundary.gpkg``, ``{year}/composite/ndvi_composite_{year}.tif``,
 ``{year}/stats/zonal_stats_{year}.geojson``, ``latest/ndvi_stats_latest.geojson``, ``latest/breaks.json``,
-``latest/ndvi_latest_map.png``.
+``latest/ndvi_latest_map.png``, ``latest/ndvi_map.html``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ingestion.config import AreaConfig, validate_year
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
-from ingestion.export.stats import latest_stats, stats_years, yearly_stats
+from ingestion.export.stats import change_history, latest_stats, stats_years, yearly_history, yearly_stats
+from ingestion.export.webmap import write_web_map
 from ingestion.imagery.composite import CompositeSummary, stream_composite
 from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.radiometry import ItemMetadataError, radiometry
@@ -155,6 +156,7 @@ class LatestExport:
     map_png: bytes
     districts: int
     districts_with_values: int
+    web_map: Path | None = None
 
 
 def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Path]:
@@ -174,7 +176,7 @@ def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Pa
 
 
 def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
-    """The latest layer, its classification breaks (on mean NDVI) and a PNG map.
+    """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map.
 
     Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`).
     """
@@ -189,5 +191,8 @@ def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
     breaks = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
     breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
     png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
+    web_map = write_web_map(out, stats, yearly_history(conn, cfg.code), change_history(conn, cfg.code), breaks,
+                            title=f"{cfg.name}: NDVI per district", decimals=cfg.exports.decimals,
+                            basemap_url=cfg.exports.basemap_url)
     return LatestExport(geojson, breaks_path, out / "ndvi_latest_map.png", breaks, png, len(stats),
-                        int(np.isfinite(values).sum()))
+                        int(np.isfinite(values).sum()), web_map=web_map)

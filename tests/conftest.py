@@ -11,6 +11,7 @@ import pytest
 
 from ingestion.db.connection import embedded_dsn, uses_embedded
 from ingestion.db.embedded import EmbeddedCluster
+from tests.browser import browser_page, chromium  # noqa: F401  (browser fixtures for every test module)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

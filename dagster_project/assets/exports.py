@@ -27,7 +27,8 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(group_name="exports", partitions_def=area_partitions(config), kinds={"python", "geojson"},
               deps=[dg.AssetKey("ndvi_stats_latest"), dg.AssetKey("ndvi_change")],
               automation_condition=AFTER_ANY_YEAR,
-              description="{area}/latest/: the latest layer (GeoJSON), classification breaks, a map; also "
+              description="{area}/latest/: the latest layer (GeoJSON), classification breaks, a PNG map and the "
+                          "interactive web map (ndvi_map.html); also "
                           "re-writes every yearly GeoJSON whose statistics changed (after a re-districting).")
     def latest_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
         area = config.area(context.partition_key)
@@ -40,6 +41,7 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
             "districts": latest.districts,
             "districts_with_values": latest.districts_with_values,
             "map": dg.MetadataValue.md(markdown_image(latest.map_png, "latest mean NDVI")),
+            "web_map": dg.MetadataValue.url(latest.web_map.as_uri()),
         })
 
     return [yearly_exports, latest_exports]

@@ -1,0 +1,148 @@
+"""The data a web map page embeds: districts in EPSG:4326 with latest, per-year and change statistics.
+
+Values are rounded like the GeoJSON exports (NDVI statistics to ``decimals``, ``valid_fraction`` to 4), so the
+map shows exactly what the GeoJSON layers hold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+
+NDVI_FIELDS = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi")
+STAT_FIELDS = ("pixel_count", "valid_fraction", *NDVI_FIELDS)
+
+#: Upper bounds of the change classes (NDVI units); a value above the last bound is in one more class.
+#: Fixed, not data-driven, so that "no change" always looks the same from map to map.
+CHANGE_BINS = (-0.1, -0.05, -0.02, 0.02, 0.05, 0.1)
+CHANGE_COLORMAP = "BrBG"
+#: Coordinates are rounded to 1e-6 degrees (about 0.1 m), far below the 10 m pixel size.
+COORDINATE_DECIMALS = 6
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (what a NULL becomes in a data frame)."""
+    return value is None or bool(pd.isna(value))
+
+
+def _number(value: Any, decimals: int | None) -> float | int | None:
+    """A JSON-safe number (None for NULL or NaN), rounded to ``decimals`` when given."""
+    if _missing(value):
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return round(value, decimals) if decimals is not None else value
+
+
+def rounded_stats(row: Mapping[str, Any], decimals: int) -> dict[str, float | int | None]:
+    """The statistics of one row, rounded as in the GeoJSON exports."""
+    out: dict[str, float | int | None] = {}
+    count = row.get("pixel_count")
+    out["pixel_count"] = None if _missing(count) else int(count)
+    out["valid_fraction"] = _number(row.get("valid_fraction"), 4)
+    for field in NDVI_FIELDS:
+        out[field] = _number(row.get(field), decimals)
+    return out
+
+
+def class_index(value: Any, bins: Sequence[float], classes: int) -> int | None:
+    """The class of ``value``: the first whose upper bound is >= value, values above the last bound in the last
+    class (``classes - 1``); None for NULL. Computed on full-precision values, so a district whose mean equals a
+    break (FisherJenks breaks are data values) stays in its class, whatever the rounding of the shown numbers.
+    """
+    number = _number(value, None)
+    if number is None:
+        return None
+    return min(bisect.bisect_left(list(bins), number), classes - 1)
+
+
+def _round_coordinates(coords: Any) -> Any:
+    if isinstance(coords, float | int):
+        return round(float(coords), COORDINATE_DECIMALS)
+    return [_round_coordinates(c) for c in coords]
+
+
+def _geometry(geom: shapely.Geometry) -> dict:
+    mapping = shapely.geometry.mapping(geom)
+    return {"type": mapping["type"], "coordinates": _round_coordinates(mapping["coordinates"])}
+
+
+def change_scale() -> dict:
+    """Classes of the change layer: upper bounds and one colour per class (len(bins) + 1)."""
+    cmap = colormaps[CHANGE_COLORMAP]
+    n = len(CHANGE_BINS) + 1
+    return {"bins": list(CHANGE_BINS), "colors": [to_hex(cmap(0.1 + 0.8 * i / (n - 1))) for i in range(n)]}
+
+
+def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
+                change: Iterable[Mapping[str, Any]], breaks: Mapping[str, Any], *, title: str,
+                decimals: int = 2, basemap_url: str | None = None) -> dict:
+    """Everything the page needs, as plain JSON-ready data.
+
+    ``latest`` is the latest layer (``stats.latest_stats``: one row per current district, any CRS);
+    ``yearly`` and ``change`` are rows of ``analytics.ndvi_stats_yearly`` and ``analytics.ndvi_change``.
+    Rows of districts that are not in ``latest`` are ignored. Views: latest, each year, and the change of each
+    year that has a previous year with valid pixels.
+    """
+    ndvi_bins, ndvi_classes = breaks["bins"], len(breaks["colors"])
+    changes = change_scale()
+    per_year: dict[str, dict[str, dict]] = defaultdict(dict)
+    classes: dict[str, dict[str, int | None]] = defaultdict(dict)
+    years: set[int] = set()
+    for row in yearly:
+        code, year = row["district_code"], int(row["year"])
+        per_year[code][str(year)] = rounded_stats(row, decimals)
+        classes[code][f"year-{year}"] = class_index(row.get("mean_ndvi"), ndvi_bins, ndvi_classes)
+        years.add(year)
+    per_change: dict[str, dict[str, dict]] = defaultdict(dict)
+    change_years: set[int] = set()
+    for row in change:
+        if row.get("previous_year") is None or _number(row.get("mean_ndvi_change"), None) is None:
+            continue
+        code, year = row["district_code"], int(row["year"])
+        per_change[code][str(year)] = {"previous_year": int(row["previous_year"]),
+                                       "mean_ndvi_change": _number(row["mean_ndvi_change"], decimals)}
+        classes[code][f"change-{year}"] = class_index(row["mean_ndvi_change"], changes["bins"],
+                                                      len(changes["colors"]))
+        change_years.add(year)
+
+    features = []
+    for _, row in latest.to_crs("EPSG:4326").iterrows():
+        code = str(row["district_code"])
+        name = row.get("district_name")
+        source_year = row.get("source_year")
+        features.append({"type": "Feature", "geometry": _geometry(row.geometry), "properties": {
+            "district_code": code,
+            "district_name": None if _missing(name) else str(name),
+            "source_year": None if _missing(source_year) else int(source_year),
+            "latest": rounded_stats(row, decimals),
+            "years": per_year.get(code, {}),
+            "change": per_change.get(code, {}),
+            # class index per view id (latest, year-YYYY, change-YYYY); missing or None = no value
+            "classes": {"latest": class_index(row.get("mean_ndvi"), ndvi_bins, ndvi_classes), **classes[code]},
+        }})
+
+    views = [{"id": "latest", "kind": "latest", "label": "Latest mean NDVI"}]
+    views += [{"id": f"year-{y}", "kind": "year", "year": str(y), "label": f"Mean NDVI {y}"} for y in sorted(years)]
+    views += [{"id": f"change-{y}", "kind": "change", "year": str(y), "label": f"Change in mean NDVI to {y}"}
+              for y in sorted(change_years)]
+    return {
+        "title": title,
+        "decimals": decimals,
+        "years": [str(y) for y in sorted(years)],
+        "views": views,
+        "ndvi_scale": {key: breaks[key] for key in ("scheme", "k", "bins", "min", "max", "colors")},
+        "change_scale": changes,
+        "basemap_url": basemap_url,
+        "districts": {"type": "FeatureCollection", "features": features},
+    }

@@ -1,0 +1,137 @@
+"""The web map page on its own (no database): escaping, offline, basemap, classes; rendered in Chromium."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+from pathlib import Path
+
+import geopandas as gpd
+from shapely.geometry import box
+
+from ingestion.export.webmap import MAP_FILE, script_json, write_web_map
+from ingestion.export.webmap_data import class_index
+
+HOSTILE_NAME = "<script>alert(1)</script>"
+HOSTILE_IMG = '<img src=x onerror="window.__pwned = 1">'
+HOSTILE_CODE = "</script><script>window.__pwned = 2</script>"
+BREAKS = {"scheme": "FisherJenks", "k": 2, "bins": [0.3, 0.456], "min": 0.2, "max": 0.456,
+          "colors": ["#a50026", "#006837"]}
+TINY_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                         "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e0d4e8a90000000049454e44ae426082")
+
+
+def _write_map(folder: Path, basemap_url: str | None = None) -> Path:
+    """Two districts (EPSG:28992) with hostile names and code; one with values, one never valid."""
+    latest = gpd.GeoDataFrame(
+        {"district_code": [HOSTILE_CODE, "B&2"], "district_name": [HOSTILE_NAME, HOSTILE_IMG],
+         "source_year": [2024, None], "pixel_count": [10, None], "valid_fraction": [0.5, None],
+         "min_ndvi": [0.1, None], "max_ndvi": [0.8, None], "mean_ndvi": [0.456, None], "stddev_ndvi": [0.1, None]},
+        geometry=[box(257000, 471000, 258000, 472000), box(258000, 471000, 259000, 472000)], crs="EPSG:28992")
+    yearly = [{"district_code": HOSTILE_CODE, "year": 2024, "pixel_count": 10, "valid_fraction": 0.5,
+               "min_ndvi": 0.1, "max_ndvi": 0.8, "mean_ndvi": 0.456, "stddev_ndvi": 0.1}]
+    return write_web_map(folder, latest, yearly, [], BREAKS, title="Test <b>area</b>", basemap_url=basemap_url)
+
+
+def _open(browser_page, path: Path):
+    page = browser_page.page
+    page.goto(path.as_uri())
+    page.wait_for_selector("#map path.leaflet-interactive")
+    return page
+
+
+def _click_district(page, index: int) -> str:
+    """Click the centre of district ``index`` (a square, so its centre is inside) and return the popup text."""
+    point = page.evaluate("""(i) => {
+        const layer = window.ndviMap.districts.getLayers()[i];
+        const p = window.ndviMap.map.latLngToContainerPoint(layer.getBounds().getCenter());
+        const r = window.ndviMap.map.getContainer().getBoundingClientRect();
+        return [r.left + p.x, r.top + p.y];
+    }""", index)
+    page.mouse.click(*point)
+    popup = page.locator(".leaflet-popup .ndvi-popup")
+    popup.wait_for()
+    return popup
+
+
+def test_script_json_cannot_end_its_script_element():
+    data = {"name": "</script><script>x()</script><!-- & \u2028 \u2029"}
+    text = script_json(data)
+    assert not re.search("[<>&\u2028\u2029]", text)
+    assert json.loads(text) == data
+
+
+def test_class_index_follows_upper_bounds_and_keeps_a_break_value_in_its_class():
+    bins = [0.2936124845441315, 0.481171848919041, 0.6379645667785848]  # FisherJenks bins are data values
+    assert class_index(0.481171848919041, bins, 3) == 1  # rounded to 0.48 it would still be class 1; 0.4812 is not
+    assert class_index(0.4811718489190411, bins, 3) == 2
+    assert class_index(-0.5, bins, 3) == 0
+    assert class_index(0.9, bins, 3) == 2  # above the last break: last class
+    assert class_index(None, bins, 3) is None and class_index(float("nan"), bins, 3) is None
+
+
+def test_hostile_district_names_and_codes_render_as_text(browser_page, tmp_path):
+    path = _write_map(tmp_path)
+    html = path.read_text()
+    assert HOSTILE_NAME not in html and HOSTILE_CODE not in html and "<img src=x" not in html
+    page = _open(browser_page, path)
+    assert page.title() == "Test <b>area</b>"
+    codes = page.eval_on_selector_all("#map path.leaflet-interactive", "els => els.map(e => e.dataset.districtCode)")
+    assert codes == [HOSTILE_CODE, "B&2"]
+
+    popup = _click_district(page, 0)
+    assert popup.locator("h3").inner_text() == HOSTILE_NAME
+    assert popup.locator("dd.code").inner_text() == HOSTILE_CODE
+    assert popup.locator("tr[data-year='2024'] td.mean_ndvi").inner_text() == "0.46"
+    page.locator(".leaflet-popup-close-button").click()
+    page.locator(".leaflet-popup").wait_for(state="detached")
+    popup = _click_district(page, 1)
+    assert popup.locator("h3").inner_text() == HOSTILE_IMG
+    assert popup.locator("dd.source-year").inner_text() == "no year with valid pixels"
+    assert popup.locator("tr[data-year='2024'] td.mean_ndvi").inner_text() == "–"
+
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.scripts.length") == 3  # the data block, Leaflet, the map
+    assert page.locator("img[src='x']").count() == 0
+    assert browser_page.dialogs == [] and browser_page.errors == []
+    assert browser_page.outside_requests == [] and page.locator("img.leaflet-tile").count() == 0
+
+
+class _TileServer(http.server.ThreadingHTTPServer):
+    """A basemap tile server on 127.0.0.1 answering every /z/x/y.png with a 1-pixel PNG."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                outer.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(TINY_PNG)))
+                self.end_headers()
+                self.wfile.write(TINY_PNG)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_basemap_tiles_come_only_from_the_configured_url(browser_page, tmp_path):
+    server = _TileServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+        page = _open(browser_page, _write_map(tmp_path, basemap_url=url))
+        page.wait_for_selector("img.leaflet-tile-loaded")
+        assert server.paths and all(re.fullmatch(r"/\d+/\d+/\d+\.png", p) for p in server.paths)
+        assert page.locator(".leaflet-control-layers-overlays", has_text="Basemap").count() == 1
+        assert browser_page.outside_requests == [] and browser_page.errors == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / MAP_FILE).exists()
