@@ -6,7 +6,10 @@ run, so every partition reuses dbt's partial parse.
 """
 
 
+import os
+import shutil
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -63,7 +66,8 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: Po
     with dbt_lock(postgis):
         # buildable: a test runs with the models it checks, once its other parents (e.g. stg_districts) exist
         args = ["build", "--indirect-selection", "buildable"]
-        for event in dbt.cli(args, context=context).stream().fetch_row_counts():
+        invocation = dbt.cli(args, context=context)
+        for event in invocation.stream().fetch_row_counts():
             if isinstance(event, dg.AssetCheckResult) and partition:
                 # so the check history says which area and year passed or failed
                 event = dg.AssetCheckResult(passed=event.passed, asset_key=event.asset_key,
@@ -71,6 +75,23 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: Po
                                             description=event.description,
                                             metadata={**event.metadata, **partition})
             yield event
+    _keep_partial_parse(Path(invocation.target_path))
+
+
+def _keep_partial_parse(invocation_target: Path) -> None:
+    """Make this invocation's parse the one the next invocation starts from.
+
+    dagster-dbt copies ``target/partial_parse.msgpack`` into each invocation's own target folder. When that
+    copy was made for another profile (``make manifest`` against another database, say), dbt parses the whole
+    project again, and the next invocation would too: putting the fresh file back (atomically) means only the
+    first run after such a change pays for a full parse.
+    """
+    fresh = invocation_target / "partial_parse.msgpack"
+    shared = Path(dbt_project.project_dir) / "target" / "partial_parse.msgpack"
+    if fresh.exists() and (not shared.exists() or fresh.stat().st_mtime > shared.stat().st_mtime):
+        tmp = shared.with_name(f".{shared.name}.{os.getpid()}.tmp")
+        shutil.copyfile(fresh, tmp)
+        os.replace(tmp, shared)
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
