@@ -50,27 +50,29 @@ def stats_years(conn: psycopg.Connection, area_code: str) -> list[int]:
                                        " order by 1", (area_code,))]
 
 
+def _records(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
+    cur = conn.execute(query, params)
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 def yearly_history(conn: psycopg.Connection, area_code: str) -> list[dict]:
     """Every year's statistics of every current district of the area (no geometry), by district and year."""
-    cur = conn.execute("""
+    return _records(conn, """
         select s.district_code, s.year, s.pixel_count, s.valid_fraction,
                s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi
         from analytics.ndvi_stats_yearly s
         join raw.districts d on d.area_code = s.area_code and d.district_code = s.district_code
         where s.area_code = %s
         order by s.district_code, s.year""", (area_code,))
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def change_history(conn: psycopg.Connection, area_code: str) -> list[dict]:
     """``analytics.ndvi_change`` for every current district of the area: mean NDVI change from the previous
     valid year."""
-    cur = conn.execute("""
+    return _records(conn, """
         select c.district_code, c.year, c.previous_year, c.mean_ndvi_change
         from analytics.ndvi_change c
         join raw.districts d on d.area_code = c.area_code and d.district_code = c.district_code
         where c.area_code = %s
         order by c.district_code, c.year""", (area_code,))
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
