@@ -13,7 +13,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_project.partitions import AREA, area_partitions, area_year_partitions
-from dagster_project.resources import PostGISResource, dbt_lock, dbt_project, point_dbt_at
+from dagster_project.resources import NdviDbtCliResource, PostGISResource, dbt_lock, dbt_project, point_dbt_at
 from ingestion.config import PipelineConfig
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly"
@@ -63,7 +63,8 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: Po
     with dbt_lock(postgis):
         # buildable: a test runs with the models it checks, once its other parents (e.g. stg_districts) exist
         args = ["build", "--indirect-selection", "buildable"]
-        for event in dbt.cli(args, context=context).stream().fetch_row_counts():
+        invocation = dbt.cli(args, context=context)
+        for event in invocation.stream().fetch_row_counts():
             if isinstance(event, dg.AssetCheckResult) and partition:
                 # so the check history says which area and year passed or failed
                 event = dg.AssetCheckResult(passed=event.passed, asset_key=event.asset_key,
@@ -71,6 +72,8 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: Po
                                             description=event.description,
                                             metadata={**event.metadata, **partition})
             yield event
+        if isinstance(dbt, NdviDbtCliResource):
+            dbt.keep_partial_parse(invocation)
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
