@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -27,12 +27,14 @@ from dagster_project.cli import run
 from ingestion.cli.dbt import DBT_PROJECT_DIR
 from ingestion.config import load_config
 from ingestion.export.webmap_data import change_scale
-from tests.browser import serve_directory
+from tests.browser import ARTIFACTS, serve_directory
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import free_port
 from tests.pipeline_env import AREA, reset_database, write_area_config
 
 YEARS = [2019, 2021, 2024]  # 2021 is all cloud in the sample area
+YEAR = 2024  # the partition the Dagster UI test launches
+CODE_LOCATION = "ndvi_pipeline"  # workspace.yaml
 NO_DATA = "#cccccc"
 MODEL_ID = "model.ndvi_pipeline.ndvi_stats_yearly"
 
@@ -216,24 +218,55 @@ def test_dbt_docs_show_the_contract_columns_and_tests_of_ndvi_stats_yearly(built
     assert browser_page.outside_requests == []
 
 
-def launch_partition_from_ui(page, base_url: str, asset: str, partition: str) -> str:
-    """Materialise one partition of ``asset`` with the UI's own clicks; returns the launched run's id.
+PARTITION_PLACEHOLDER = "Select a partition or create one"
 
-    Asset page → "Materialize…" → pick the partition in the partition selector → "Launch 1 run" → the toast's
-    "View" link to the run. Keep every partition-specific click here: when partitions become area × year, this is
-    the function to adapt.
+
+def launch_partition_from_ui(page, base_url: str, job: str, partition: Mapping[str, str]) -> float:
+    """Launch one partition of ``job`` with the UI's own clicks; returns the time (epoch seconds) of the launch
+    click. The run's page is open when it returns (its id is the last part of ``page.url``).
+
+    Job page → "Materialize all…" → in the launch dialog, per dimension of ``partition`` (for an area × year
+    job ``{"area": ..., "year": ...}``), pick its key in that dimension's partition selector → "Launch 1 run"
+    → the toast's "View" link to the run. Every partition-specific click is here.
     """
-    page.goto(f"{base_url}/assets/{asset}")
-    page.get_by_role("button", name="Materialize…").click()
+    page.goto(f"{base_url}/locations/{CODE_LOCATION}/jobs/{job}")
+    page.get_by_role("button", name="Materialize all…").click()
     dialog = page.locator(".dagster-dialog")
-    dialog.get_by_text("Select a partition or create one").click()
-    page.get_by_placeholder("Filter partitions").fill(partition)
-    page.get_by_role("menuitem").filter(has_text=partition).filter(has_not_text="Select all").click()
-    page.keyboard.press("Escape")  # closes the partition list, not the dialog
-    dialog.get_by_role("button", name="Launch 1 run").click()
+    for dimension, key in partition.items():
+        # the selector under the dimension's heading (each dimension has its own)
+        section = dialog.get_by_text(dimension, exact=True).locator(
+            f"xpath=ancestor::*[contains(., '{PARTITION_PLACEHOLDER}')][1]")
+        section.get_by_text(PARTITION_PLACEHOLDER).click()
+        page.get_by_placeholder("Filter partitions").fill(key)
+        page.get_by_role("menuitem").filter(has_text=key).filter(has_not_text="Select all").click()
+        page.keyboard.press("Escape")  # closes the partition list, not the dialog
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    launch = dialog.get_by_role("button", name="Launch 1 run")
+    launch.wait_for()
+    clicked = time.time()
+    launch.click()
     page.get_by_text("View", exact=True).click()
     page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+    return clicked
+
+
+def run_id_of(page) -> str:
     return page.url.rsplit("/", 1)[-1].split("?")[0]
+
+
+def show_asset_graph(page, base_url: str, assets: Iterable[str], screenshot: Path) -> None:
+    """The global asset lineage with every group expanded; ``assets`` must be drawn in the viewport."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/asset-groups")
+    page.get_by_role("button", name="panel_show_right", exact=True).click()  # the asset list beside the graph
+    page.locator("#zoom-slider-container").get_by_role("button", name="settings").click()
+    page.get_by_role("menuitem", name=re.compile("Expand all groups")).click()
+    page.keyboard.press("Escape")
+    for asset in assets:
+        expect(page.get_by_text(asset, exact=True)).to_be_in_viewport()
+    screenshot.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(screenshot))
 
 
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -256,11 +289,13 @@ def _wait_for_dagster(url: str, proc: subprocess.Popen, timeout: float = 150) ->
 
 @pytest.mark.slow
 def test_dagster_ui_launches_a_year_partition_that_succeeds(built, browser_page):
+    """Issue 9's loop from the UI: one area × year partition of ``yearly_ndvi``, launched with clicks, recomputes
+    the year (its GeoJSON is written again) and succeeds; prints start → success and click → success."""
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(built["home"]), "NDVI_CONFIG": str(built["config"]),
            "DATABASE_URL": built["url"]}
-    web_map = built["out"] / "latest" / "ndvi_map.html"
-    web_map.unlink()  # the run launched from the UI must write it again
+    yearly_geojson = built["out"] / str(YEAR) / "stats" / f"zonal_stats_{YEAR}.geojson"
+    yearly_geojson.unlink()  # the run launched from the UI must write it again
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -269,20 +304,33 @@ def test_dagster_ui_launches_a_year_partition_that_succeeds(built, browser_page)
         _wait_for_dagster(url, proc)
         _graphql(url, "mutation { setNuxSeen }")  # what "Skip" on the one-off "Join the community" modal records
         page = browser_page.page
-        run_id = launch_partition_from_ui(page, url, "latest_exports", AREA)
+        page.set_viewport_size({"width": 1600, "height": 900})
+        show_asset_graph(page, url, ["ndvi_composite", "ndvi_stats_yearly", "latest_exports"],
+                         ARTIFACTS / "dagster_asset_graph.png")
 
+        clicked = launch_partition_from_ui(page, url, "yearly_ndvi", {"area": AREA, "year": str(YEAR)})
+        run_id = run_id_of(page)
         deadline = time.monotonic() + 240
-        query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }"
+        query = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { jobName status startTime endTime "
+                 "tags { key value } } } }")
         while (run := _graphql(url, query, {"id": run_id})["runOrError"])["status"] not in ("SUCCESS", "FAILURE",
                                                                                             "CANCELED"):
             assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
-            time.sleep(2)
-        assert run["status"] == "SUCCESS"
-        assert {"key": "dagster/partition", "value": AREA} in run["tags"]
+            time.sleep(0.5)
+        succeeded = time.time()
+        print(f"\nyearly_ndvi {AREA}|{YEAR} from the UI: run start → success "
+              f"{run['endTime'] - run['startTime']:.1f} s, launch click → success {succeeded - clicked:.1f} s")
+        assert run["status"] == "SUCCESS" and run["jobName"] == "yearly_ndvi"
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["dagster/partition/area"] == AREA and tags["dagster/partition/year"] == str(YEAR)
+        assert tags["dagster/partition"] == f"{AREA}|{YEAR}"  # dimensions in name order
         page.reload()
         page.get_by_text("Success", exact=True).first.wait_for()
-        assert web_map.exists()
+        assert yearly_geojson.exists()
+        assert {f["properties"]["district_code"] for f in json.loads(yearly_geojson.read_text())["features"]} == \
+            set(gpd.read_file(built["sample"]["districts"])["district_code"])
 
+        web_map = built["out"] / "latest" / "ndvi_map.html"  # by the build; its link is in the asset's metadata
         page.goto(f"{url}/assets/latest_exports")
         link = page.get_by_role("link", name=web_map.as_uri())
         link.first.wait_for()

@@ -6,17 +6,14 @@ run, so every partition reuses dbt's partial parse.
 """
 
 
-import os
-import shutil
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_project.partitions import AREA, area_partitions, area_year_partitions
-from dagster_project.resources import PostGISResource, dbt_lock, dbt_project, point_dbt_at
+from dagster_project.resources import NdviDbtCliResource, PostGISResource, dbt_lock, dbt_project, point_dbt_at
 from ingestion.config import PipelineConfig
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly"
@@ -76,23 +73,8 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: Po
                                             description=event.description,
                                             metadata={**event.metadata, **partition})
             yield event
-    _keep_partial_parse(Path(invocation.target_path))
-
-
-def _keep_partial_parse(invocation_target: Path) -> None:
-    """Make this invocation's parse the one the next invocation starts from.
-
-    dagster-dbt copies ``target/partial_parse.msgpack`` into each invocation's own target folder. When that
-    copy was made for another profile (``make manifest`` against another database, say), dbt parses the whole
-    project again, and the next invocation would too: putting the fresh file back (atomically) means only the
-    first run after such a change pays for a full parse.
-    """
-    fresh = invocation_target / "partial_parse.msgpack"
-    shared = Path(dbt_project.project_dir) / "target" / "partial_parse.msgpack"
-    if fresh.exists() and (not shared.exists() or fresh.stat().st_mtime > shared.stat().st_mtime):
-        tmp = shared.with_name(f".{shared.name}.{os.getpid()}.tmp")
-        shutil.copyfile(fresh, tmp)
-        os.replace(tmp, shared)
+        if isinstance(dbt, NdviDbtCliResource):
+            dbt.keep_partial_parse(invocation)
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
