@@ -97,7 +97,8 @@ def test_missing_binaries_name_the_debian_packages(tmp_path, monkeypatch):
 
 
 def test_bad_port_variable_is_rejected(monkeypatch):
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for var in ("DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSERVICE"):
+        monkeypatch.delenv(var, raising=False)  # in-process pipeline runs hand the database to dbt as PG*
     monkeypatch.setenv("NDVI_PG_PORT", "not-a-port")
     with pytest.raises(ValueError, match="NDVI_PG_PORT"):
         resolve_dsn()
