@@ -122,3 +122,28 @@ def test_two_areas_in_one_database_each_equal_numpy_and_independent(tmp_path, sa
 def _files(folder):
     """Every file below ``folder`` with its bytes and modification time."""
     return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_districts_data_version_changes_only_with_the_districts(tmp_path, sample_area, database_url):
+    """What makes Dagster show an area's yearly partitions as stale after a re-districting (and not after a
+    re-run with the same file): the `districts` data version is the hash of the district set."""
+    definitions = build_definitions(load_config(_two_area_config(tmp_path, sample_area, sample_area["catalog"],
+                                                                 sample_area["districts"])))
+    job = definitions.resolve_job_def("area_inputs")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def districts_version() -> str:
+        assert job.execute_in_process(partition_key="demo", instance=instance).success
+        event = instance.get_latest_materialization_event(dg.AssetKey("districts"))
+        return event.asset_materialization.tags["dagster/data_version"]
+
+    first, again = districts_version(), districts_version()
+    assert first == again  # same file, same version: nothing downstream becomes stale
+    changed = gpd.read_file(sample_area["districts"])
+    changed.loc[0, "district_name"] = "Renamed"
+    changed.to_file(sample_area["districts"] + ".changed.gpkg", driver="GPKG")
+    raw = yaml.safe_load((tmp_path / "two-areas.yaml").read_text())
+    raw["areas"][0]["districts"]["path"] = sample_area["districts"] + ".changed.gpkg"
+    (tmp_path / "two-areas.yaml").write_text(yaml.safe_dump(raw))
+    job = build_definitions(load_config(tmp_path / "two-areas.yaml")).resolve_job_def("area_inputs")
+    assert districts_version() != first
