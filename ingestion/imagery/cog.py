@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 NODATA = -9999.0
 BAND_NAMES = ("ndvi_median", "valid_observations")
 STALE_SECONDS = 24 * 3600
-COG_OPTIONS = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": "NEAREST",
+#: DEFLATE level 1: at 25 Mpx the file is < 1 % larger than at GDAL's default level 6 and compresses about
+#: 4x faster (measured 2.8 s against 12.5 s for the COG step); a floating-point predictor made it slower.
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "LEVEL": "1", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": "NEAREST",
                "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 
