@@ -128,6 +128,11 @@ def _fill_gaps(day: np.ndarray, layer: np.ndarray) -> None:
     np.copyto(day, layer, where=np.isnan(day))
 
 
+#: Up to this many days the per-pixel sort is a sorting network of whole-layer min/max (about 1.5x faster than
+#: ``np.sort`` along the short, strided days axis at 5 days); beyond, ``np.sort``.
+NETWORK_DAYS = 8
+
+
 def median_over_days(per_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median (float32, NaN where no day) and count (uint16) over axis 0 of a (days, y, x) stack.
 
@@ -137,11 +142,28 @@ def median_over_days(per_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = np.count_nonzero(~np.isnan(per_day), axis=0)
     if per_day.shape[0] == 1:
         return per_day[0].copy(), count.astype(np.uint16)
-    ordered = np.sort(per_day, axis=0)
+    if per_day.shape[0] <= NETWORK_DAYS:
+        ordered = _sorted_days(per_day)
+    else:
+        ordered = np.sort(per_day, axis=0)
     low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
-    median = (low + high) / np.float32(2)  # all-NaN pixels (count 0) stay NaN
+    median = (low + high) / np.float32(2)
+    median[count == 0] = np.nan  # all-NaN pixels (count 0) stay NaN
     return median, count.astype(np.uint16)
+
+
+def _sorted_days(per_day: np.ndarray) -> np.ndarray:
+    """``per_day`` sorted along axis 0 with NaN as +inf (odd-even transposition network). NDVI values are
+    finite, so an inf is never a value and never among the first ``count`` entries."""
+    ordered = np.where(np.isnan(per_day), np.float32(np.inf), per_day)
+    n = ordered.shape[0]
+    for rnd in range(n):
+        for i in range(rnd % 2, n - 1, 2):
+            low = np.minimum(ordered[i], ordered[i + 1])
+            np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
+            ordered[i] = low
+    return ordered
 
 
 def _clear_lut(masked: tuple[int, ...]) -> np.ndarray:
