@@ -188,9 +188,13 @@ class StreamedCogWriter:
     def __enter__(self) -> StreamedCogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temp_files(self.path)
-        self._dst = self._open(self._part, 1)
-        for factor in self._factors:
-            self._overviews.append((factor, self._open(self._overview_path(factor), factor)))
+        try:
+            self._dst = self._open(self._part, 1)
+            for factor in self._factors:
+                self._overviews.append((factor, self._open(self._overview_path(factor), factor)))
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write(self, roi: tuple[slice, slice], block: np.ndarray) -> None:
