@@ -1,8 +1,10 @@
 """A threaded static-file HTTP server on 127.0.0.1 with Range support and fault injection (for GDAL reads).
 
 ``RangeServer(root, fail_every=3, fail_budget=20)`` answers 503 to every third range request until it has
-failed 20 times; ``broken={"a/b.tif"}`` answers 503 to every request for those paths, for ever. ``requests``
-and ``failures`` count what it received and refused.
+failed 20 times, but never more than ``max_retries_failed`` (2) times to the same request (path and range):
+with concurrent readers a request's retries could otherwise keep landing on every third request and exhaust
+any retry count, which made the test depend on thread timing. ``broken={"a/b.tif"}`` answers 503 to every
+request for those paths, for ever. ``requests`` and ``failures`` count what it received and refused.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class RangeServer:
     """Serves the files under ``root`` at ``url`` (HEAD and GET, single ``bytes=a-b`` ranges)."""
 
-    def __init__(self, root: Path, fail_every: int = 0, fail_budget: int = 0, broken: set[str] | None = None) -> None:
+    def __init__(self, root: Path, fail_every: int = 0, fail_budget: int = 0, broken: set[str] | None = None,
+                 max_retries_failed: int = 2) -> None:
         self.root = Path(root).resolve()
         self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
+        self.max_retries_failed = max_retries_failed
+        self._failed: dict[tuple[str, str], int] = {}
         self.requests = self.range_requests = self.failures = 0
         self._lock = threading.Lock()
         server = self
@@ -79,8 +84,11 @@ class RangeServer:
                 return True
             if range_header:
                 self.range_requests += 1
-                if self.fail_every and self.failures < self.fail_budget and self.range_requests % self.fail_every == 0:
+                key = (rel, range_header)
+                if (self.fail_every and self.failures < self.fail_budget and self.range_requests % self.fail_every == 0
+                        and self._failed.get(key, 0) < self.max_retries_failed):
                     self.failures += 1
+                    self._failed[key] = self._failed.get(key, 0) + 1
                     return True
             return False
 

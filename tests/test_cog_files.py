@@ -115,3 +115,43 @@ def test_day_old_leftovers_of_other_hosts_are_cleaned(tmp_path):
     os.utime(old, (day_ago, day_ago))
     assert clean_stale_temp_files(path) == [old]
     assert fresh.exists() and mine.exists()
+
+
+def test_streamed_overviews_equal_gdal_nearest_whatever_the_blocks(tmp_path):
+    """Overviews decimated block by block equal GDAL's nearest overviews of the whole image (a size that
+    every factor divides), and do not depend on how the grid is cut into blocks."""
+    import rasterio.shutil
+
+    size = 1536
+    geobox = GeoBox((size, size), from_origin(300_000, 5_800_000, 10, 10), "EPSG:32632")
+    rng = np.random.default_rng(3)
+    ndvi = rng.uniform(-0.2, 0.9, (size, size)).astype(np.float32)
+    ndvi[::5, ::3] = np.nan
+    count = rng.integers(0, 7, (size, size)).astype(np.float32)
+
+    by_rows = tmp_path / "rows.tif"
+    write_array_cog(ndvi, count, geobox, by_rows, rows=1024)
+    odd = tmp_path / "odd.tif"
+    with StreamedCogWriter(odd, geobox) as writer:  # blocks not aligned on any overview factor
+        for row in range(0, size, 300):
+            for col in range(0, size, 700):
+                roi = (slice(row, min(row + 300, size)), slice(col, min(col + 700, size)))
+                writer.write(roi, np.stack([ndvi[roi], count[roi]]))
+
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", dtype="float32", count=2, width=size, height=size,
+                       crs="EPSG:32632", transform=geobox.transform, nodata=-9999.0) as dst:
+        dst.write(np.stack([np.where(np.isnan(ndvi), np.float32(-9999.0), ndvi), count]))
+    gdal = tmp_path / "gdal.tif"
+    rasterio.shutil.copy(plain, gdal, driver="COG", BLOCKSIZE="256", OVERVIEW_RESAMPLING="NEAREST")
+
+    expected = _levels(gdal)
+    assert len(expected) == 4  # 768, 384, 192
+    for path in (by_rows, odd):
+        got = _levels(path)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+        with rasterio.open(path) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert src.descriptions == ("ndvi_median", "valid_observations") and src.nodata == -9999.0

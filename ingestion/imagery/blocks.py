@@ -16,7 +16,6 @@ import rasterio.windows
 from odc.geo.geobox import GeoBox
 from odc.loader import RasterLoadParams, RasterSource, RioReader
 
-from ingestion.imagery.masking import clear_mask
 from ingestion.imagery.radiometry import Radiometry, ndvi, reflectance
 
 ASSETS = ("red", "nir", "scl")
@@ -129,6 +128,11 @@ def _fill_gaps(day: np.ndarray, layer: np.ndarray) -> None:
     np.copyto(day, layer, where=np.isnan(day))
 
 
+#: Up to this many days the per-pixel sort is a sorting network of whole-layer min/max (about 1.5x faster than
+#: ``np.sort`` along the short, strided days axis at 5 days); beyond, ``np.sort``.
+NETWORK_DAYS = 8
+
+
 def median_over_days(per_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median (float32, NaN where no day) and count (uint16) over axis 0 of a (days, y, x) stack.
 
@@ -138,27 +142,57 @@ def median_over_days(per_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = np.count_nonzero(~np.isnan(per_day), axis=0)
     if per_day.shape[0] == 1:
         return per_day[0].copy(), count.astype(np.uint16)
-    ordered = np.sort(per_day, axis=0)
+    if per_day.shape[0] <= NETWORK_DAYS:
+        ordered = _sorted_days(per_day)
+    else:
+        ordered = np.sort(per_day, axis=0)
     low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
-    median = (low + high) / np.float32(2)  # all-NaN pixels (count 0) stay NaN
+    median = (low + high) / np.float32(2)
+    median[count == 0] = np.nan  # all-NaN pixels (count 0) stay NaN
     return median, count.astype(np.uint16)
 
 
-def _clear_ndvi(red: np.ndarray, nir: np.ndarray, scl: np.ndarray, item: ItemReads,
-                masked: tuple[int, ...]) -> np.ndarray:
-    value = ndvi(reflectance(red, item.red), reflectance(nir, item.nir))
-    value[~clear_mask(scl, masked)] = np.nan
-    return value
+def _sorted_days(per_day: np.ndarray) -> np.ndarray:
+    """``per_day`` sorted along axis 0 with NaN as +inf (odd-even transposition network). NDVI values are
+    finite, so an inf is never a value and never among the first ``count`` entries."""
+    ordered = np.where(np.isnan(per_day), np.float32(np.inf), per_day)
+    n = ordered.shape[0]
+    for rnd in range(n):
+        for i in range(rnd % 2, n - 1, 2):
+            low = np.minimum(ordered[i], ordered[i + 1])
+            np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
+            ordered[i] = low
+    return ordered
+
+
+def _clear_lut(masked: tuple[int, ...]) -> np.ndarray:
+    """Lookup table over the 256 SCL values: True where the class is not masked (as ``clear_mask``)."""
+    lut = np.ones(256, dtype=bool)
+    lut[[c for c in masked if 0 <= c < 256]] = False
+    return lut
 
 
 def composite_block(task: BlockTask) -> np.ndarray:
-    """(2, y, x) float32 block: band 0 median NDVI (NaN = no clear day), band 1 clear-day count."""
+    """(2, y, x) float32 block: band 0 median NDVI (NaN = no clear day), band 1 clear-day count.
+
+    SCL is read first: an item whose clear pixels in the block all have a value for their day already (the
+    second product of a ``_0``/``_1`` pair, a fully cloudy block) is not read further, which changes nothing
+    since a day's later items only fill its gaps.
+    """
     per_day = np.full((task.n_days, *task.geobox.shape), np.nan, dtype=np.float32)
+    lut = _clear_lut(task.masked)
     with rasterio.Env(**task.gdal_options):
         for item in task.items:
-            red, nir, scl = (read_asset(href, task.geobox, DTYPES[key], item.item_id, key)
-                             for key, href in zip(ASSETS, item.hrefs, strict=True))
-            _fill_gaps(per_day[item.day], _clear_ndvi(red, nir, scl, item, task.masked))
+            red_href, nir_href, scl_href = item.hrefs
+            scl = read_asset(scl_href, task.geobox, DTYPES["scl"], item.item_id, "scl")
+            day = per_day[item.day]
+            fill = lut[scl]
+            fill &= np.isnan(day)
+            if not fill.any():
+                continue
+            red = read_asset(red_href, task.geobox, DTYPES["red"], item.item_id, "red")
+            nir = read_asset(nir_href, task.geobox, DTYPES["nir"], item.item_id, "nir")
+            np.copyto(day, ndvi(reflectance(red, item.red), reflectance(nir, item.nir)), where=fill)
     median, count = median_over_days(per_day)
     return np.stack([median, count.astype(np.float32)])

@@ -1,7 +1,10 @@
 """Write the composite as a Cloud-Optimised GeoTIFF block by block, publish it atomically, read previews.
 
-Blocks go into a tiled GeoTIFF as they complete (memory: one block); GDAL's COG driver then copies it into
-COG layout with overviews (streamed by GDAL, bounded by its cache). Every temporary file carries a unique
+Blocks go into a tiled, uncompressed GeoTIFF as they complete (memory: one block), and each block, decimated,
+into one uncompressed GeoTIFF per overview level (nearest: every 2^k-th pixel, as GDAL's nearest overviews).
+A VRT names those files as the overviews of the full-resolution one, and GDAL's COG driver copies it into COG
+layout (streamed by GDAL, bounded by its cache), compressing the tiles on every core; it uses the overviews
+as they are instead of reading the whole image back to build them. Every temporary file carries a unique
 ``.tmp-{host}-{pid}-{token}`` suffix in the target folder, so concurrent runs of one year never share a file;
 the finished COG replaces the target with one atomic rename (last writer wins, never a mixed file). A failed
 write removes its temporary files; leftovers of dead processes on this host, or older than a day, are
@@ -18,6 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -30,8 +34,12 @@ log = logging.getLogger(__name__)
 NODATA = -9999.0
 BAND_NAMES = ("ndvi_median", "valid_observations")
 STALE_SECONDS = 24 * 3600
-COG_OPTIONS = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": "NEAREST",
+#: DEFLATE level 1: at 25 Mpx the file is < 1 % larger than at GDAL's default level 6 and compresses about
+#: 4x faster (measured 2.8 s against 12.5 s for the COG step); a floating-point predictor made it slower.
+#: The overviews come from the source (see ``overview_factors``), so GDAL never builds its own.
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "LEVEL": "1", "BLOCKSIZE": "256", "OVERVIEWS": "FORCE_USE_EXISTING",
                "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
+TILE = 256
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 
 
@@ -116,6 +124,37 @@ def clean_stale_temp_files(path: Path, max_age: float = STALE_SECONDS) -> list[P
     return removed
 
 
+def overview_shape(width: int, height: int, factor: int) -> tuple[int, int]:
+    """(width, height) of the overview at ``factor``: rounded down, at least 1 px, as GDAL's COG driver."""
+    return max(1, width // factor), max(1, height // factor)
+
+
+def overview_factors(width: int, height: int, tile: int = TILE) -> list[int]:
+    """Decimation factors 2, 4, ... of the overviews, halving until the image fits one ``tile`` (GDAL's rule)."""
+    factors, factor = [], 1
+    while max(overview_shape(width, height, factor)) > tile:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
+def _decimated(roi: tuple[slice, slice], factor: int, shape: tuple[int, int]
+               ) -> tuple[tuple[slice, slice], Window] | None:
+    """Grid pixels of ``roi`` kept in the overview of ``shape`` (height, width) at ``factor``: pixel (i, j) of
+    the overview is grid pixel (i * factor, j * factor), as GDAL's nearest overviews when ``factor`` divides
+    the grid. Returns their slices within the block and the overview window they fill, ``None`` if none."""
+    parts = []
+    for axis, size in zip(roi, shape, strict=True):
+        first = -(-axis.start // factor)  # first overview pixel whose grid pixel is in the block
+        stop = min(size, -(-axis.stop // factor))
+        if first >= stop:
+            return None
+        parts.append((slice(first * factor - axis.start, (stop - 1) * factor - axis.start + 1, factor), first,
+                      stop - first))
+    (rows, row0, n_rows), (cols, col0, n_cols) = parts
+    return (rows, cols), Window(col0, row0, n_cols, n_rows)
+
+
 class StreamedCogWriter:
     """Context manager: ``write(roi, block)`` (2, y, x) float32 blocks in any order, publish on clean exit.
 
@@ -129,17 +168,33 @@ class StreamedCogWriter:
         self.stats = CogStats()
         self._stem = self.path.parent / temp_prefix(self.path)
         self._part = Path(f"{self._stem}.part.tif")
+        self._vrt = Path(f"{self._stem}.part.vrt")
         self._cog = Path(f"{self._stem}.cog.tif")
+        self._factors = overview_factors(geobox.width, geobox.height)
         self._dst: rasterio.io.DatasetWriter | None = None
+        self._overviews: list[tuple[int, rasterio.io.DatasetWriter]] = []
+
+    def _open(self, path: Path, factor: int) -> rasterio.io.DatasetWriter:
+        gbox = self.geobox
+        width, height = overview_shape(gbox.width, gbox.height, factor)
+        return rasterio.open(
+            path, "w", driver="GTiff", dtype="float32", count=2, width=width, height=height, crs=str(gbox.crs),
+            transform=gbox.transform * gbox.transform.scale(gbox.width / width, gbox.height / height),
+            nodata=NODATA, tiled=True, blockxsize=TILE, blockysize=TILE, BIGTIFF="IF_SAFER", SPARSE_OK="TRUE")
+
+    def _overview_path(self, factor: int) -> Path:
+        return Path(f"{self._stem}.ov{factor}.tif")
 
     def __enter__(self) -> StreamedCogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temp_files(self.path)
-        gbox = self.geobox
-        self._dst = rasterio.open(
-            self._part, "w", driver="GTiff", dtype="float32", count=2, width=gbox.width, height=gbox.height,
-            crs=str(gbox.crs), transform=gbox.transform, nodata=NODATA, tiled=True, blockxsize=256,
-            blockysize=256, BIGTIFF="IF_SAFER", SPARSE_OK="TRUE")
+        try:
+            self._dst = self._open(self._part, 1)
+            for factor in self._factors:
+                self._overviews.append((factor, self._open(self._overview_path(factor), factor)))
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write(self, roi: tuple[slice, slice], block: np.ndarray) -> None:
@@ -149,15 +204,43 @@ class StreamedCogWriter:
         out = np.stack([np.where(np.isnan(ndvi), np.float32(NODATA), ndvi), count]).astype(np.float32, copy=False)
         rows, cols = roi
         self._dst.write(out, window=Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start))
+        for factor, dst in self._overviews:
+            kept = _decimated(roi, factor, dst.shape)
+            if kept is not None:
+                (in_rows, in_cols), window = kept
+                dst.write(np.ascontiguousarray(out[:, in_rows, in_cols]), window=window)
+
+    def _write_vrt(self) -> None:
+        """The full-resolution file with the overview files as its overviews, for the COG driver."""
+        gbox, t = self.geobox, self.geobox.transform
+
+        def source(path: Path) -> str:
+            return f"<SourceFilename relativeToVRT=\"1\">{escape(path.name)}</SourceFilename>"
+
+        bands = []
+        for band, name in enumerate(BAND_NAMES, start=1):
+            overviews = "".join(f"<Overview>{source(self._overview_path(f))}<SourceBand>{band}</SourceBand></Overview>"
+                                for f in self._factors)
+            bands.append(
+                f'<VRTRasterBand dataType="Float32" band="{band}"><NoDataValue>{NODATA}</NoDataValue>'
+                f"<Description>{name}</Description><SimpleSource>{source(self._part)}<SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{gbox.width}" ySize="{gbox.height}"/>'
+                f'<DstRect xOff="0" yOff="0" xSize="{gbox.width}" ySize="{gbox.height}"/></SimpleSource>'
+                f"{overviews}</VRTRasterBand>")
+        self._vrt.write_text(
+            f'<VRTDataset rasterXSize="{gbox.width}" rasterYSize="{gbox.height}">'
+            f"<SRS>{escape(gbox.crs.to_wkt())}</SRS>"
+            f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+            f"{''.join(bands)}</VRTDataset>")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if self._dst is not None:
-                for i, name in enumerate(BAND_NAMES, start=1):
-                    self._dst.set_band_description(i, name)
-                self._dst.close()
+            for dst in (self._dst, *(d for _, d in self._overviews)):
+                if dst is not None:
+                    dst.close()
             if exc_type is None:
-                rasterio.shutil.copy(self._part, self._cog, driver="COG", **COG_OPTIONS)
+                self._write_vrt()
+                rasterio.shutil.copy(self._vrt, self._cog, driver="COG", **COG_OPTIONS)
                 os.replace(self._cog, self.path)
         finally:
             for leftover in self.path.parent.glob(f"{self._stem.name}.*"):
