@@ -20,6 +20,7 @@ def dbt_environment() -> dict[str, str]:
     """The current environment plus ``PG*`` variables for the resolved database and the profiles folder."""
     env = {**os.environ, **pg_environment(resolve_dsn())}
     env.setdefault("DBT_PROFILES_DIR", str(DBT_PROJECT_DIR))
+    env.setdefault("DBT_PROJECT_DIR", str(DBT_PROJECT_DIR))  # an env var, not --project-dir: every command takes it
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     return env
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     """Replace this process with dbt (``os.execvpe``), so that a signal to its pid reaches dbt itself."""
     args = sys.argv[1:] if argv is None else argv
     dbt = Path(sys.executable).with_name("dbt")
-    cmd = [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR)]
+    cmd = [str(dbt), *args]
     os.execvpe(cmd[0], cmd, dbt_environment())
 
 
