@@ -73,6 +73,8 @@ pixel_stats as (
     --     composite is 200 MB of pixels) and, with the mask inside both aggregate calls, masked twice.
     --   * the inner OFFSET 0 masks each tile once for both ST_SummaryStatsAgg calls (one pass per band);
     --     the outer OFFSET 0 keeps `(ndvi).count` etc. from re-running the aggregate per field.
+    --   * district_pixel_count stays band 2's count: band 2's sum (mean_clear_observations) needs its pass
+    --     over the district's pixels anyway, so taking the count from the tile size or the mask saved nothing.
     --   * no parallel plan: ST_SummaryStatsAgg has no combine function, so a parallel join only moves the
     --     masking to workers while the leader still aggregates; it measured slower here.
     select
