@@ -6,6 +6,7 @@
     post_hook=[
       "create index if not exists {{ this.name }}_hull_gix on {{ this }} using gist (st_convexhull(rast))",
       "create index if not exists {{ this.name }}_area_year_idx on {{ this }} (area_code, year)",
+      "create index if not exists {{ this.name }}_cell_idx on {{ this }} (area_code, year, st_xmin(st_envelope(rast)), st_ymax(st_envelope(rast)))",
       "analyze {{ this }}"
     ]
   )
@@ -14,7 +15,8 @@
 {%- set tile_size = zonal_tile_size() | trim %}
 
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
--- index on the tile hull makes that a fast index join). A run tiles every area-year whose composite was
+-- index on the tile hull makes that a fast index join; ndvi_stats_yearly finds a mask's tile by the btree
+-- `cell_idx` on the tile's corner, cheaper per lookup than the GiST `~=`). A run tiles every area-year whose composite was
 -- loaded since it was last tiled (`loaded_at`), so neither Dagster nor a plain `dbt build` passes the area or
 -- the year: no `--vars`, hence no full re-parse of the project per partition.
 with composites as (
