@@ -103,11 +103,15 @@ pixel_stats as (
                 end as rast
             from {{ ref('district_tile_masks') }} as masks
             inner join {{ ref('stg_ndvi_tiles') }} as tiles
-                -- the mask's cell is st_envelope of a tile of the same grid, so its corner identifies the tile
-                -- exactly; a btree lookup on stg_ndvi_tiles_cell_idx instead of the GiST `hull ~= cell` one
-                -- (measured: ~0.3 s of 43,000 district-tile pairs on L, ~10 %)
+                -- the mask's cell is st_envelope of a tile of the same grid, so its corner finds the tile
+                -- exactly: a btree lookup on stg_ndvi_tiles_cell_idx instead of the GiST `hull ~= cell` one
+                -- (measured: ~0.3 s of 43,000 district-tile pairs on L, ~10 %). The opposite corner must
+                -- match too: a tile size chosen anew (tile_size auto, after a re-districting) gives tiles of
+                -- another size that share the upper-left corner.
                 on st_xmin(st_envelope(tiles.rast)) = st_xmin(masks.cell)
                 and st_ymax(st_envelope(tiles.rast)) = st_ymax(masks.cell)
+                and st_xmax(st_envelope(tiles.rast)) = st_xmax(masks.cell)
+                and st_ymin(st_envelope(tiles.rast)) = st_ymin(masks.cell)
             where masks.area_code = districts.area_code
                 and masks.district_code = districts.district_code
                 and tiles.area_code = districts.area_code
