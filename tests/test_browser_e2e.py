@@ -229,6 +229,8 @@ def launch_partition_from_ui(page, base_url: str, job: str, partition: Mapping[s
     job ``{"area": ..., "year": ...}``), pick its key in that dimension's partition selector → "Launch 1 run"
     → the toast's "View" link to the run. Every partition-specific click is here.
     """
+    from playwright.sync_api import expect
+
     page.goto(f"{base_url}/locations/{CODE_LOCATION}/jobs/{job}")
     page.get_by_role("button", name="Materialize all…").click()
     dialog = page.locator(".dagster-dialog")
@@ -240,6 +242,8 @@ def launch_partition_from_ui(page, base_url: str, job: str, partition: Mapping[s
         page.get_by_placeholder("Filter partitions").fill(key)
         page.get_by_role("menuitem").filter(has_text=key).filter(has_not_text="Select all").click()
         page.keyboard.press("Escape")  # closes the partition list, not the dialog
+        # the list closes with an animation: wait, or the next dimension's list would open beside it
+        expect(page.get_by_placeholder("Filter partitions")).to_have_count(0)
     dialog.get_by_text("1 partition", exact=True).wait_for()
     launch = dialog.get_by_role("button", name="Launch 1 run")
     launch.wait_for()
