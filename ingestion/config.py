@@ -47,7 +47,6 @@ from ingestion.sources.registry import available_sources, source_class
 DEFAULT_CONFIG = PROJECT_ROOT / "dagster_project" / "configs" / "demo.yaml"
 FIRST_SENTINEL2_YEAR = 2015
 SCHEMES = ("FisherJenks", "NaturalBreaks", "Quantiles", "EqualInterval", "JenksCaspall")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _AREA_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _SECTIONS = ("districts", "imagery", "exports", "compute")
 
@@ -65,13 +64,6 @@ def validate_year(value: Any, where: str = "year") -> int:
     if not FIRST_SENTINEL2_YEAR <= year <= last:
         raise ConfigError(f"{where}: {year} is outside {FIRST_SENTINEL2_YEAR}..{last} (Sentinel-2 years)")
     return year
-
-
-def validate_identifier(value: str, where: str) -> str:
-    """A plain SQL-safe column or layer name (letters, digits, underscore)."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise ConfigError(f"{where}: {value!r} is not a plain name (letters, digits, underscore)")
-    return value
 
 
 def _expand(value: str, base: Path | None) -> str:
