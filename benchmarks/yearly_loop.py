@@ -33,7 +33,7 @@ STEP = re.compile(r"^ok\s+(\S+)\s+.*?\s([\d.]+) s")
 
 
 def _dbt_invocations_since(started: float) -> list[Path]:
-    target = ROOT / "dbt_project" / "target"
+    target = ROOT / "dbt_project" / "target" / "dagster"
     return [d for d in target.glob("dbt_*_models-*") if d.is_dir() and d.stat().st_mtime >= started]
 
 

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not args.verbose:
-        logging.getLogger("dagster").setLevel(logging.WARNING)  # dagster-dbt's progress lines
+        for name in ("dagster", "dagster.builtin"):  # dagster-dbt logs its dbt selection at info
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         for code in args.area or []:

@@ -13,7 +13,8 @@ from dagster_project.assets.dbt import LATEST_MODELS, build_dbt_assets
 from dagster_project.assets.exports import build_export_assets
 from dagster_project.assets.imagery import build_imagery_assets
 from dagster_project.assets.vector import build_input_assets
-from dagster_project.resources import PostGISResource, dbt_resource
+from dagster_project.dbt_core import DbtCoreResource
+from dagster_project.resources import DBT_PROJECT_DIR, PostGISResource
 from ingestion.config import PipelineConfig, load_config
 
 AREA_INPUTS = ("districts", "aoi_boundary", "stg_districts")
@@ -50,8 +51,9 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     sensor = dg.AutomationConditionSensorDefinition(
         "latest_after_any_year", target=_selection(LATEST), default_status=dg.DefaultSensorStatus.RUNNING,
         description="Refreshes an area's latest layer and exports after any of its years is materialised.")
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor],
-                          resources={"postgis": PostGISResource(), "dbt": dbt_resource()})
+    postgis = PostGISResource()
+    dbt = DbtCoreResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), postgis=postgis)
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor], resources={"postgis": postgis, "dbt": dbt})
 
 
 @dg.definitions

@@ -1,20 +1,13 @@
-"""Dagster resources: the PostGIS connection and dbt, both pointed at the same database."""
+"""Dagster resources: the PostGIS connection, and the dbt project (run by :mod:`dagster_project.dbt_core`)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
-from pathlib import Path
 
 import dagster as dg
 import psycopg
-from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
-from packaging import version
+from dagster_dbt import DbtProject
 
 from ingestion.db.connection import connect, pg_environment, resolve_dsn
 from ingestion.paths import PROJECT_ROOT
@@ -51,49 +44,3 @@ def dbt_lock(postgis: PostGISResource) -> Iterator[None]:
             yield
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (DBT_LOCK_KEY,))
-
-
-def point_dbt_at(postgis: PostGISResource) -> None:
-    """dagster-dbt runs dbt with this process's environment: give it the database as PG* variables."""
-    os.environ.update(postgis.pg_environment())
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-
-
-#: dbt's own partial-parse cache, which dagster-dbt copies into each invocation's unique target path.
-PARTIAL_PARSE = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
-
-
-class NdviDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource, minus two costs per dbt step that this venv does not need.
-
-    - The dbt version comes from the installed ``dbt-core`` when the executable is this venv's dbt, instead of
-      a ``dbt --version`` process (2 s, and it asks PyPI for the latest version).
-    - After an invocation, its ``partial_parse.msgpack`` replaces the project's, as a plain ``dbt`` run in one
-      target folder would: without it, every step starts from the parse of ``make manifest``, and dbt parses
-      the whole project again whenever that was made for another database or profile ("Unable to do partial
-      parsing because profile has changed"). dbt validates the cache itself (file hashes, profile, vars,
-      env vars), so a stale one only costs a full parse.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable).parent == Path(sys.executable).parent:
-            return version.parse(importlib.metadata.version("dbt-core"))
-        return super()._cli_version
-
-    @staticmethod
-    def keep_partial_parse(invocation: DbtCliInvocation) -> None:
-        """Publish the invocation's partial parse for the next one (atomically; dbt runs take turns anyway)."""
-        source = invocation.target_path / PARTIAL_PARSE.name
-        if invocation.is_successful() and source.exists():
-            PARTIAL_PARSE.parent.mkdir(exist_ok=True)
-            temporary = PARTIAL_PARSE.with_name(f".{PARTIAL_PARSE.name}.{os.getpid()}")
-            shutil.copyfile(source, temporary)
-            os.replace(temporary, PARTIAL_PARSE)
-
-
-def dbt_resource() -> NdviDbtCliResource:
-    # the dbt of this venv, whether or not the venv is on PATH
-    executable = Path(sys.executable).with_name("dbt")
-    return NdviDbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
-                              dbt_executable=str(executable) if executable.exists() else "dbt")

@@ -316,7 +316,7 @@ def test_dagster_ui_launches_a_year_partition_that_succeeds(built, browser_page)
         run_id = run_id_of(page)
         deadline = time.monotonic() + 240
         query = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { jobName status startTime endTime "
-                 "tags { key value } } } }")
+                 "tags { key value } stepStats { stepKey startTime endTime } } } }")
         while (run := _graphql(url, query, {"id": run_id})["runOrError"])["status"] not in ("SUCCESS", "FAILURE",
                                                                                             "CANCELED"):
             assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
@@ -324,6 +324,13 @@ def test_dagster_ui_launches_a_year_partition_that_succeeds(built, browser_page)
         succeeded = time.time()
         print(f"\nyearly_ndvi {AREA}|{YEAR} from the UI: run start → success "
               f"{run['endTime'] - run['startTime']:.1f} s, launch click → success {succeeded - clicked:.1f} s")
+        steps = {s["stepKey"]: s["endTime"] - s["startTime"] for s in run["stepStats"] if s["endTime"]}
+        invocations = sorted((PROJECT_ROOT / "dbt_project" / "target" / "dagster").glob("dbt_yearly_models-*"),
+                             key=lambda p: p.stat().st_mtime)
+        nodes = sum(r["execution_time"] for r in json.loads((invocations[-1] / "run_results.json").read_text())[
+            "results"])
+        print(f"steps (s): {', '.join(f'{k} {v:.1f}' for k, v in steps.items())}; "
+              f"dbt_yearly_models node time {nodes:.1f} s")
         assert run["status"] == "SUCCESS" and run["jobName"] == "yearly_ndvi"
         tags = {t["key"]: t["value"] for t in run["tags"]}
         assert tags["dagster/partition/area"] == AREA and tags["dagster/partition/year"] == str(YEAR)

@@ -1,8 +1,8 @@
 """The dbt models as two asset sets by cadence: yearly (area × year) and per area (latest, change).
 
 dbt tests become asset checks with the names and descriptions of the yml files; each result carries the
-partition it ran for. dbt gets no ``--vars``: the incremental models pick up what was loaded since their last
-run, so every partition reuses dbt's partial parse.
+partition it ran for. dbt runs in the step's process (:mod:`dagster_project.dbt_core`) and gets no ``--vars``:
+the incremental models pick up what was loaded since their last run, so one parse serves every partition.
 """
 
 
@@ -10,10 +10,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
+from dagster_project.dbt_core import DbtCoreResource
 from dagster_project.partitions import AREA, area_partitions, area_year_partitions
-from dagster_project.resources import NdviDbtCliResource, PostGISResource, dbt_lock, dbt_project, point_dbt_at
+from dagster_project.resources import PostGISResource, dbt_lock, dbt_project
 from ingestion.config import PipelineConfig
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly"
@@ -56,25 +57,11 @@ class NdviDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource) -> Iterator[Any]:
-    """``dbt build`` of the selected models, one run at a time, with row counts and partitioned check results."""
-    point_dbt_at(postgis)
-    partition = {"partition": context.partition_key} if context.has_partition_key else {}
+def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource) -> Iterator[Any]:
+    """``dbt build`` of the selected models and their tests, one run at a time across processes."""
     with dbt_lock(postgis):
-        # buildable: a test runs with the models it checks, once its other parents (e.g. stg_districts) exist;
         # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
-        args = ["build", "--indirect-selection", "buildable", "--exclude", "test_type:unit"]
-        invocation = dbt.cli(args, context=context)
-        for event in invocation.stream().fetch_row_counts():
-            if isinstance(event, dg.AssetCheckResult) and partition:
-                # so the check history says which area and year passed or failed
-                event = dg.AssetCheckResult(passed=event.passed, asset_key=event.asset_key,
-                                            check_name=event.check_name, severity=event.severity,
-                                            description=event.description,
-                                            metadata={**event.metadata, **partition})
-            yield event
-        if isinstance(dbt, NdviDbtCliResource):
-            dbt.keep_partial_parse(invocation)
+        yield from dbt.build(context, exclude=("test_type:unit",))
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
@@ -83,13 +70,13 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=YEARLY_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
                 name="dbt_yearly_models", pool="dbt")
-    def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource):
+    def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
         yield from _run_dbt(context, dbt, postgis)
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),
                 name="dbt_area_models", pool="dbt")
-    def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgis: PostGISResource):
+    def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
         yield from _run_dbt(context, dbt, postgis)
 
     return [dbt_yearly_models, dbt_area_models]
