@@ -4,7 +4,8 @@ Generates the demo sample area once (cached in ``--cache``), then runs ``ndvi-pi
 times in fresh processes against the test database (``ndvi_test`` of the embedded cluster, or ``DATABASE_URL``)
 with a scratch Dagster instance. For each run it prints the wall time of the whole command (process start, code
 location, Dagster, dbt), the sum of the step times the command reports, and for the dbt steps their time next to
-dbt's own node time (from ``run_results.json``), and whether dbt re-parsed the project. Run:
+dbt's own node time (from ``run_results.json``), and how the process parsed the dbt project (once, partially or
+fully). Run:
 ``.venv/bin/python benchmarks/yearly_loop.py`` (``make benchmark-loop``).
 """
 
@@ -30,19 +31,26 @@ from ingestion.db.connection import embedded_dsn, uses_embedded  # noqa: E402
 from ingestion.sample.generator import generate  # noqa: E402
 
 STEP = re.compile(r"^ok\s+(\S+)\s+.*?\s([\d.]+) s")
+#: The dbt steps of one `ndvi-pipeline run --year Y`, in order: area inputs, the year, the latest layer.
+DBT_STEPS = ("stg_districts", "yearly", "latest")
 
 
-def _dbt_invocations_since(started: float) -> list[Path]:
+def _dbt_invocations_since(started: float, prefix: str = "dbt_*_models") -> list[Path]:
+    """dbt's invocation folders (``target/dagster/``, see dagster_project/dbt_core.py) made since ``started``."""
     target = ROOT / "dbt_project" / "target" / "dagster"
-    return [d for d in target.glob("dbt_*_models-*") if d.is_dir() and d.stat().st_mtime >= started]
+    folders = [d for d in target.glob(f"{prefix}-*") if d.is_dir() and d.stat().st_mtime >= started]
+    return sorted(folders, key=lambda d: d.stat().st_mtime)
 
 
-def _dbt_figures(invocation: Path) -> tuple[float, bool]:
-    """Sum of node execution times (s) and whether dbt parsed the project fully."""
+def _node_seconds(invocation: Path) -> float:
+    """Sum of dbt's node execution times (s) of one invocation."""
     results = json.loads((invocation / "run_results.json").read_text())
-    nodes = sum(r["execution_time"] for r in results["results"])
+    return sum(r["execution_time"] for r in results["results"])
+
+
+def _parsed_fully(invocation: Path) -> bool:
     log = (invocation / "dbt.log").read_text() if (invocation / "dbt.log").exists() else ""
-    return nodes, "Unable to do partial parsing" in log
+    return "Unable to do partial parsing" in log
 
 
 def main() -> int:
@@ -68,28 +76,31 @@ def main() -> int:
                "--year", str(args.year)]
     subprocess.run(command, env=env, check=True, capture_output=True)  # warm-up: tables, inputs, caches
 
-    walls, step_sums, dbt_ratios = [], [], []
+    walls, step_sums = [], []
+    ratios: dict[str, list[float]] = {label: [] for label in DBT_STEPS}
     print(f"one year ({args.year}) of the demo area through `ndvi-pipeline run`, {args.repeat} runs")
-    print(f"{'run':>4} {'wall s':>8} {'steps s':>8} {'other s':>8}  dbt steps: step s / node s, full parse?")
+    print(f"{'run':>4} {'wall s':>8} {'steps s':>8} {'other s':>8}  dbt step s / node s: "
+          f"{', '.join(DBT_STEPS)}; dbt parse")
     for i in range(args.repeat):
         started = time.time()
         t0 = time.perf_counter()
         out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
         wall = time.perf_counter() - t0
-        steps = {m.group(1) + str(n): float(m.group(2)) for n, line in enumerate(out.splitlines())
-                 if (m := STEP.match(line))}
-        dbt_steps = [v for k, v in steps.items() if k.startswith("dbt_")]
-        invocations = sorted(_dbt_invocations_since(started), key=lambda d: d.stat().st_mtime)
-        figures = [_dbt_figures(d) for d in invocations]
-        pairs = [f"{s:.1f}/{n:.1f}{' FULL' if full else ''}" for s, (n, full) in zip(dbt_steps, figures,
-                                                                                     strict=False)]
-        dbt_ratios += [s / n for s, (n, _) in zip(dbt_steps, figures, strict=False) if n > 0]
+        steps = [(m.group(1), float(m.group(2))) for line in out.splitlines() if (m := STEP.match(line))]
+        dbt_steps = [seconds for name, seconds in steps if name.startswith("dbt_")]
+        nodes = [_node_seconds(d) for d in _dbt_invocations_since(started)]
+        parses = _dbt_invocations_since(started, "parse")
+        parse = f"{len(parses)}x{' FULL' if any(map(_parsed_fully, parses)) else ' partial'}"
+        for label, step, node in zip(DBT_STEPS, dbt_steps, nodes, strict=True):
+            ratios[label].append(step / node)
         walls.append(wall)
-        step_sums.append(sum(steps.values()))
-        print(f"{i + 1:>4} {wall:8.1f} {sum(steps.values()):8.1f} {wall - sum(steps.values()):8.1f}  "
-              f"{', '.join(pairs)}")
-    print(f"median wall {statistics.median(walls):.1f} s, median sum of steps {statistics.median(step_sums):.1f} s, "
-          f"median dbt step / node time {statistics.median(dbt_ratios):.2f}x")
+        step_sums.append(sum(seconds for _, seconds in steps))
+        pairs = ", ".join(f"{s:.1f}/{n:.1f}" for s, n in zip(dbt_steps, nodes, strict=True))
+        print(f"{i + 1:>4} {wall:8.1f} {step_sums[-1]:8.1f} {wall - step_sums[-1]:8.1f}  {pairs}; {parse}")
+    print(f"median wall {statistics.median(walls):.1f} s, median sum of steps {statistics.median(step_sums):.1f} s")
+    print("median dbt step / node time: " + ", ".join(f"{label} {statistics.median(r):.2f}x"
+                                                       for label, r in ratios.items()))
+    print("(the first dbt step of a process also waits for what is left of the process's one dbt parse)")
     return 0
 
 

@@ -76,6 +76,7 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     what succeeded. Returns every run's result.
     """
     defs = build_definitions(config)
+    defs.resources["dbt"].manifest_future()  # parse the dbt project while the first steps run
     jobs = {name: defs.resolve_job_def(name) for name in ("area_inputs", "yearly_ndvi", "latest_ndvi")}
     instance = instance or dg.DagsterInstance.get()
     run_config = {} if verbose else QUIET
@@ -94,6 +95,7 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             reason = failure.event_specific_data.error.message.strip() if failure else "see the Dagster UI"
+            reason = reason.removeprefix("dagster._core.definitions.events.Failure: ")
             echo(f"       {job} {label} failed: {reason.splitlines()[0] if reason else ''}")
         return result.success
 

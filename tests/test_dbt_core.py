@@ -64,13 +64,16 @@ def test_a_failing_dbt_test_fails_its_step_and_names_the_test(two_years):
                      " where year = 2024 and district_code = (select min(district_code)"
                      " from analytics.ndvi_stats_yearly where year = 2024)")
     job = build_definitions(load_config(two_years["config"])).resolve_job_def("latest_ndvi")
-    result = job.execute_in_process(partition_key=AREA, instance=dg.DagsterInstance.ephemeral(),
-                                    raise_on_error=False)
+    try:
+        result = job.execute_in_process(partition_key=AREA, instance=dg.DagsterInstance.ephemeral(),
+                                        raise_on_error=False)
+    finally:
+        reset_database(two_years["url"])  # no other test may meet the broken row
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "dbt_area_models"
     message = failure.event_specific_data.error.message
-    assert "dbt build failed" in message and "latest_min_le_mean_le_max" in message, message
+    assert message.splitlines()[0].endswith("dbt build failed: latest_min_le_mean_le_max"), message
     failed = {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
     assert "latest_min_le_mean_le_max" in failed
     passed = {c.check_name for c in result.get_asset_check_evaluations() if c.passed}
