@@ -31,8 +31,12 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator
-from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+from dagster_dbt.asset_utils import (
+    get_manifest_and_translator_from_dbt_assets,
+    get_updated_cli_invocation_params_for_context,
+)
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dbt_common.events.functions import msg_to_dict
 from psycopg import sql
 
 from dagster_project.resources import PostGISResource
@@ -98,9 +102,10 @@ class DbtCoreResource(dg.ConfigurableResource):
         # start parsing now, so that it overlaps the steps before the first dbt step
         self.manifest_future()
 
-    def manifest_future(self) -> Future:
-        """The parsed manifest of this project for this database, parsed once per process."""
-        env = self.postgis.pg_environment()
+    def manifest_future(self, env: Mapping[str, str] | None = None) -> Future:
+        """The parsed manifest of this project for the database of ``env`` (default: ``postgis``'s ``PG*``
+        variables), parsed once per process."""
+        env = self.postgis.pg_environment() if env is None else env
         key = (self.project_dir, self.profiles_dir, *sorted(f"{k}={v}" for k, v in env.items()))
         with _MANIFESTS_LOCK:
             future = _MANIFESTS.get(key)
@@ -137,7 +142,8 @@ class DbtCoreResource(dg.ConfigurableResource):
     def build(self, context: dg.AssetExecutionContext, exclude: tuple[str, ...] = ()) -> Iterator[Any]:
         """``dbt build`` of the step's selected models and tests; yields their Dagster events as dbt reports
         them, with each model's row count, and raises :class:`dagster.Failure` naming what failed."""
-        manifest, parse_seconds, reasons = self.manifest_future().result()
+        env = self.postgis.pg_environment()
+        manifest, parse_seconds, reasons = self.manifest_future(env).result()
         context.log.debug(f"dbt project parsed once in this process in {parse_seconds:.1f} s")
         for reason in reasons:
             context.log.info(f"dbt: {reason}")
@@ -148,11 +154,14 @@ class DbtCoreResource(dg.ConfigurableResource):
         args = ["build", "--no-write-json", *self._common_args(folder), *selection]
 
         events: queue.Queue = queue.Queue()
-        env = self.postgis.pg_environment()
+
+        def forward(event: Any) -> None:
+            if event.info.level != "debug":  # dbt's debug chatter needs no translation
+                events.put(msg_to_dict(event))  # the dict of its JSON log line
 
         def run() -> None:
             try:
-                events.put(_invoke(args, env, manifest, callback=lambda event: events.put(_as_dict(event))))
+                events.put(_invoke(args, env, manifest, callback=forward))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the step's thread
                 events.put(exc)
 
@@ -167,8 +176,6 @@ class DbtCoreResource(dg.ConfigurableResource):
                 if not isinstance(item, dict):
                     result = item
                     break
-                if item is _SKIP:
-                    continue
                 info = item["info"]
                 if info["level"] == "error":
                     errors.append(info["msg"])
@@ -193,23 +200,9 @@ class DbtCoreResource(dg.ConfigurableResource):
                              metadata={"dbt log": dg.MetadataValue.path(str(folder / "dbt.log"))})
 
 
-_SKIP: dict[str, Any] = {}  # events that need no translation (dbt's debug chatter)
-
-
-def _as_dict(event: Any) -> dict[str, Any]:
-    """A dbt event as the dict of its JSON log line, or :data:`_SKIP` for debug events outside a result."""
-    from dbt_common.events.functions import msg_to_dict
-
-    if event.info.level == "debug":
-        return _SKIP
-    return msg_to_dict(event)
-
-
 def _selection_args(context: dg.AssetExecutionContext, manifest: Mapping[str, Any],
                     translator: DagsterDbtTranslator, exclude: tuple[str, ...]) -> list[str]:
     """dagster-dbt's ``--select``/``--exclude`` for the step's selected assets and checks, plus ``exclude``."""
-    from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
-
     params = get_updated_cli_invocation_params_for_context(context=context, manifest=manifest,
                                                            dagster_dbt_translator=translator,
                                                            runtime_excludes=list(exclude))
