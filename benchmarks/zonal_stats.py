@@ -192,7 +192,7 @@ def _dbt(args: list[str], dsn: str, target: Path) -> str:
 def load_case(case: Case, dsn: str, workdir: Path) -> Path:
     """Write the case's COG and load it and the districts with the pipeline's loaders; returns the COG path."""
     height, width = case.ndvi.shape
-    composite = Composite(ndvi=case.ndvi, count=case.count, days=[], radiometry={},
+    composite = Composite(ndvi=case.ndvi, count=case.count, days=[], offsets={},
                           geobox=GeoBox((height, width), case.transform, case.crs))
     cog = write_composite_cog(composite, workdir / f"{case.name}.tif")
     with psycopg.connect(dsn) as conn:

@@ -25,7 +25,8 @@ from ingestion.config import ConfigError, PipelineConfig, load_config
 #: dagster-dbt writes to stdout, kept back unless the run fails.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: Metadata shown on a step's progress line, in this order, with a label.
-FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"), ("valid_fraction", "valid"),
+FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"),
+           ("offsets_contradicted", "offset metadata contradicted by pixels"), ("valid_fraction", "valid"),
            ("dagster/row_count", "rows"), ("districts", "districts"))
 
 

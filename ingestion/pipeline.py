@@ -24,7 +24,9 @@ from ingestion.export.preview import choropleth_png
 from ingestion.export.stats import change_history, latest_stats, stats_years, yearly_history, yearly_stats
 from ingestion.export.webmap import write_web_map
 from ingestion.imagery.composite import CompositeSummary, stream_composite
+from ingestion.imagery.gdal_env import gdal_options
 from ingestion.imagery.grid import target_geobox
+from ingestion.imagery.offset_check import OffsetCheck, check_offsets
 from ingestion.imagery.radiometry import ItemMetadataError, radiometry
 from ingestion.imagery.scheduler import scheduler_address
 from ingestion.sources.base import REQUIRED_ASSETS, SceneDecision, SceneQuery, SceneSelection
@@ -63,6 +65,21 @@ def screen_items(selection: SceneSelection, policy: str = "drop") -> SceneSelect
             continue
         kept.append(item)
     selection.items = kept
+    return selection
+
+
+def drop_unreadable(selection: SceneSelection, check: OffsetCheck, policy: str = "drop") -> SceneSelection:
+    """Drop the items whose assets the offset check could not read, with the reason; or raise (``fail``)."""
+    if not check.unreadable:
+        return selection
+    if policy == "fail":
+        exc = next(iter(check.unreadable.values()))
+        raise BadItemError(f"{exc} (set imagery.on_bad_item: drop to skip such items)")
+    for item_id, exc in check.unreadable.items():
+        log.warning("scene %s: dropped (%s)", item_id, exc)
+        selection.decisions = [d for d in selection.decisions if d.item_id != item_id]
+        selection.decisions.append(SceneDecision(item_id, False, f"unreadable asset: {exc}"))
+    selection.items = [i for i in selection.items if i.id not in check.unreadable]
     return selection
 
 
@@ -120,22 +137,26 @@ class YearComposite:
 
 
 def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
-    """Select scenes for ``year``, composite them on the area grid block by block and stream the COG (published
-    atomically); runs on ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
+    """Select scenes for ``year``, decide each one's offset from its pixels (dropping items with an unreadable
+    asset), composite them on the area grid block by block and stream the COG (published atomically); runs on
+    ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     source = load_source(cfg.imagery.source, **cfg.imagery.options)
     query = SceneQuery.for_year(to_wgs84(aoi, crs), year, cfg.imagery.months, cfg.imagery.cloud_cover_max)
     selection = screen_items(source.select(query), cfg.imagery.on_bad_item)
+    geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
+    offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
+                            gdal_options(cfg.compute.gdal_options))
+    selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "
                             f"(cloud limit {cfg.imagery.cloud_cover_max}%, months {cfg.imagery.months})")
-    geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     path = composite_path(cfg, year)
     composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
                                  chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
-                                 gdal=cfg.compute.gdal_options)
+                                 gdal=cfg.compute.gdal_options, offsets=offsets.decisions)
     log.info("composite for %d written to %s", year, path)
     return YearComposite(year, path, composite, selection)
 

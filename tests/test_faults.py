@@ -144,7 +144,7 @@ def _random_composite(size: int, seed: int) -> Composite:
     rng = np.random.default_rng(seed)
     geobox = GeoBox((size, size), from_origin(300_000, 5_800_000, 10, 10), "EPSG:32632")
     ndvi = rng.uniform(-0.2, 0.9, (size, size)).astype(np.float32)
-    return Composite(ndvi=ndvi, count=np.ones((size, size), np.uint16), geobox=geobox, days=[], radiometry={})
+    return Composite(ndvi=ndvi, count=np.ones((size, size), np.uint16), geobox=geobox, days=[], offsets={})
 
 
 def _year_fingerprint(conn, year):

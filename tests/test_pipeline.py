@@ -70,6 +70,33 @@ def test_graph_materialises_with_dbt_checks_as_asset_checks(built):
             "yearly_exports", "latest_exports"} <= keys
 
 
+def test_scene_table_and_check_show_every_offset_the_pixels_overrode(built):
+    """2024 of the sample has three items whose offset flag lies; 2019 none. The scenes table says, per item, what
+    the metadata claims, what the pixels say and the offset applied; the check warns with the count."""
+    for result in built["results"]:
+        for event in result.get_asset_materialization_events():
+            materialization = event.event_specific_data.materialization
+            if materialization.asset_key.to_user_string() != "ndvi_composite":
+                continue
+            year = materialization.partition.split("|")[-1]
+            liars = set(built["sample"]["years"][year]["misflagged"])
+            in_dn = set(built["sample"]["years"][year]["offset_in_dn"])
+            rows = {r.data["item"]: r.data for r in materialization.metadata["scenes"].records if r.data["kept"]}
+            assert materialization.metadata["offsets_contradicted"].value == len(liars)
+            for item, row in rows.items():
+                assert row["offset_applied"] == pytest.approx(-0.1 if item in in_dn else 0.0)
+                verdict = "offset in DN" if item in in_dn else "offset removed"
+                assert row["offset_pixels"].endswith(verdict), row
+                claimed = "offset -0.1" if (item in in_dn) != (item in liars) else "offset 0"
+                assert row["offset_metadata"].startswith(f"{claimed} ("), row
+                assert ("overrides metadata" in row["offset_rule"]) == (item in liars)
+            check = next(c for c in result.get_asset_check_evaluations()
+                         if c.check_name == "offset_metadata_agrees")
+            assert check.passed == (not liars)
+            assert check.metadata["summary"].value == (f"{len(liars)} of {len(rows)} items' offset metadata "
+                                                       "contradicted by their pixels")
+
+
 def test_yearly_stats_equal_numpy_on_the_cog_and_the_truth(built):
     districts = gpd.read_file(built["sample"]["districts"])
     with psycopg.connect(built["url"]) as conn:

@@ -19,20 +19,41 @@ SCENES_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("kept", "bool"),
     dg.TableColumn("reason", "string", description="why it was kept or dropped"),
     dg.TableColumn("cloud_cover", "float", description="eo:cloud_cover, percent"),
-    dg.TableColumn("offset_rule", "string", description="how the radiometric offset was decided"),
+    dg.TableColumn("offset_metadata", "string", description="the offset the item's metadata claims, and why"),
+    dg.TableColumn("offset_pixels", "string",
+                   description="what the item's own pixels say: the share of clear vegetation pixels whose red "
+                               "reads below 0.1 with no offset (near 1: offset removed; near 0: offset in DN)"),
+    dg.TableColumn("offset_applied", "float", description="the offset added to DN × scale (reflectance units)"),
+    dg.TableColumn("offset_rule", "string", description="how the applied offset was decided"),
 ])
 
 
 def _scenes_table(result: pipeline.YearComposite) -> dg.TableMetadataValue:
-    """One row per candidate scene: kept or dropped and why, cloud cover and the offset rule applied."""
+    """One row per candidate scene: kept or dropped and why, cloud cover and the offset decision."""
     cover = {i.id: i.properties.get("eo:cloud_cover") for i in result.selection.items}
-    rules = result.composite.radiometry  # item id -> "scale …, offset … (rule)"
-    rows = [dg.TableRecord({"item": d.item_id, "kept": d.kept, "reason": d.reason,
-                            "cloud_cover": round(float(cover[d.item_id]), 2) if cover.get(d.item_id) is not None
-                            else None,
-                            "offset_rule": rules.get(d.item_id, "")})
-            for d in result.selection.decisions]
+    offsets = result.composite.offsets
+    rows = []
+    for d in result.selection.decisions:
+        offset = offsets.get(d.item_id)
+        rows.append(dg.TableRecord({
+            "item": d.item_id, "kept": d.kept, "reason": d.reason,
+            "cloud_cover": round(float(cover[d.item_id]), 2) if cover.get(d.item_id) is not None else None,
+            "offset_metadata": offset.metadata_text if offset else "",
+            "offset_pixels": offset.evidence.describe() if offset else "",
+            "offset_applied": offset.red.offset if offset else None,
+            "offset_rule": offset.red.rule if offset else "",
+        }))
     return dg.MetadataValue.table(rows, schema=SCENES_SCHEMA)
+
+
+def _offset_check(result: pipeline.YearComposite, partition: dict) -> dg.AssetCheckResult:
+    """Warns when any kept item's offset metadata is contradicted by its own pixels."""
+    offsets = result.composite.offsets
+    contradicted = sorted(i for i, d in offsets.items() if d.contradicts_metadata)
+    text = f"{len(contradicted)} of {len(offsets)} items' offset metadata contradicted by their pixels"
+    return dg.AssetCheckResult(
+        check_name="offset_metadata_agrees", passed=not contradicted, severity=dg.AssetCheckSeverity.WARN,
+        description=text, metadata={**partition, "summary": text, "contradicted": ", ".join(contradicted)})
 
 
 def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
@@ -50,6 +71,10 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec("valid_fraction", asset="ndvi_composite",
                               description=f"Warns when under {MIN_VALID_FRACTION:.0%} of the area's pixels have "
                                           "a clear day."),
+            dg.AssetCheckSpec("offset_metadata_agrees", asset="ndvi_composite",
+                              description="Warns when an item's offset metadata (earthsearch:boa_offset_applied, "
+                                          "raster:bands, baseline) is contradicted by its own pixels; the pixels "
+                                          "decided the offset applied (see the scenes table)."),
         ],
     )
     def ndvi_composite(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -67,6 +92,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 "scenes_used": len(result.selection.items),
                 "scenes_dropped": len(result.selection.dropped),
                 "scenes": _scenes_table(result),
+                "offsets_contradicted": sum(d.contradicts_metadata for d in comp.offsets.values()),
                 "clear_days": len(comp.days),
                 "valid_fraction": round(comp.valid_fraction, 4),
                 "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {area.imagery.resolution:g} m, "
@@ -82,6 +108,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 dg.AssetCheckResult(check_name="valid_fraction", passed=comp.valid_fraction >= MIN_VALID_FRACTION,
                                     severity=dg.AssetCheckSeverity.WARN,
                                     metadata={**partition, "valid_fraction": round(comp.valid_fraction, 4)}),
+                _offset_check(result, partition),
             ],
         )
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ingestion.sample.generator import generate
+from ingestion.sample.scenes import MISFLAGS
 
 
 def _reference_means(paths: list[Path]) -> dict[int, dict[str, float]]:
@@ -30,11 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-stats", type=Path, nargs="*", default=[],
                         help="zonal_stats_{year}.geojson files whose mean_ndvi the districts are painted with")
     parser.add_argument("--all-cloud-years", type=int, nargs="*", default=[])
+    parser.add_argument("--misflag", choices=MISFLAGS,
+                        help="every item from baseline 04.00 carries this wrong earthsearch:boa_offset_applied flag "
+                             "(default: one item of each kind)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     manifest = generate(args.out_dir, args.years, seed=args.seed, districts_path=args.districts,
                         reference_means=_reference_means(args.reference_stats),
-                        all_cloud_years=tuple(args.all_cloud_years))
+                        all_cloud_years=tuple(args.all_cloud_years), misflag=args.misflag)
     print(manifest["catalog"])
     return 0
 

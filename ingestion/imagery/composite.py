@@ -1,6 +1,8 @@
 """Yearly NDVI median composite on an area's common grid, computed block by block and streamed to a COG.
 
-Per block of the grid (``chunk`` px square) and per item: windowed reads of red, nir and SCL onto the block
+Before any block, each item's radiometric offset is decided from a sample of its own pixels where they are
+conclusive, else from its metadata (``ingestion.imagery.offset_check``). Per block of the grid (``chunk`` px
+square) and per item: windowed reads of red, nir and SCL onto the block
 (odc-loader's rasterio reader), radiometry and the SCL mask give an NDVI layer with NaN where the pixel is not
 clear. Per acquisition day the items (partial tiles, ``_0``/``_1`` products) are mosaicked so each pixel gets
 at most one observation per day: the mask is applied per item before the mosaic, unlike odc-stac's
@@ -26,7 +28,7 @@ from ingestion.imagery.blocks import BlockTask, CorruptImageError, ItemReads, co
 from ingestion.imagery.cog import CogStats, StreamedCogWriter
 from ingestion.imagery.gdal_env import configure_client, gdal_options
 from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
-from ingestion.imagery.radiometry import radiometry
+from ingestion.imagery.offset_check import OffsetDecision, check_offsets
 from ingestion.imagery.scheduler import run_blocks
 from ingestion.sources.base import acquired
 
@@ -47,7 +49,7 @@ class Composite:
     count: np.ndarray
     geobox: GeoBox
     days: list[dt.date]
-    radiometry: dict[str, str]
+    offsets: dict[str, OffsetDecision]
 
     @property
     def valid_fraction(self) -> float:
@@ -57,11 +59,12 @@ class Composite:
 
 @dataclass
 class CompositeSummary:
-    """What a streamed composite leaves besides the COG: grid, days, radiometry per item, pixel statistics."""
+    """What a streamed composite leaves besides the COG: grid, days, the offset decision per item, pixel
+    statistics."""
 
     geobox: GeoBox
     days: list[dt.date]
-    radiometry: dict[str, str]
+    offsets: dict[str, OffsetDecision]
     stats: CogStats
 
     @property
@@ -93,7 +96,7 @@ class CompositePlan:
     geobox: GeoBox
     days: list[dt.date]
     items: tuple[ItemReads, ...]
-    radiometry: dict[str, str]
+    offsets: dict[str, OffsetDecision]
     masked: tuple[int, ...]
     chunk: int
     gdal_options: dict[str, str | int]
@@ -114,35 +117,49 @@ def _href(item: pystac.Item, key: str) -> str:
 
 def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                    masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
-                   gdal: Mapping[str, object] | None = None) -> CompositePlan:
-    """Order ``items`` (non-empty) by day and preference, number the days, resolve hrefs and radiometry."""
+                   gdal: Mapping[str, object] | None = None,
+                   offsets: Mapping[str, OffsetDecision] | None = None) -> CompositePlan:
+    """Order ``items`` (non-empty) by day and preference, number the days, resolve hrefs and radiometry.
+
+    ``offsets``: each item's offset decision (``ingestion.imagery.offset_check``), as the pipeline made them
+    while screening the items; when ``None`` the check runs here, and an unreadable asset raises
+    ``UnreadableAssetError``.
+    """
     if not items:
         raise ValueError("no items to composite")
     if chunk < 256 or chunk % 256:
         raise ValueError(f"chunk must be a positive multiple of 256 px (the COG tile), got {chunk}")
+    masked = tuple(sorted(frozenset(masked_classes)))
+    options = gdal_options(gdal)
+    if offsets is None:
+        check = check_offsets(items, geobox, masked, options)
+        if check.unreadable:
+            raise next(iter(check.unreadable.values()))
+        offsets = check.decisions
     ordered = sorted(items, key=lambda i: (acquisition_day(i), _mosaic_order(i)))
     days = sorted({acquisition_day(i) for i in ordered})
-    reads, radio = [], {}
+    reads, decisions = [], {}
     for item in ordered:
-        red, nir = radiometry(item, "red"), radiometry(item, "nir")
+        decision = offsets[item.id]
         reads.append(ItemReads(item.id, days.index(acquisition_day(item)),
-                               tuple(_href(item, k) for k in ("red", "nir", "scl")), red, nir))
-        radio[item.id] = f"scale {red.scale}, offset {red.offset} ({red.rule})"
-        log.info("scene %s (%s): %s", item.id, acquisition_day(item), radio[item.id])
-    return CompositePlan(geobox, days, tuple(reads), radio, tuple(sorted(frozenset(masked_classes))), chunk,
-                         gdal_options(gdal))
+                               tuple(_href(item, k) for k in ("red", "nir", "scl")), decision.red, decision.nir))
+        decisions[item.id] = decision
+        log.info("scene %s (%s): %s", item.id, acquisition_day(item), decision.applied_text)
+    return CompositePlan(geobox, days, tuple(reads), decisions, masked, chunk, options)
 
 
 def stream_composite(items: Sequence[pystac.Item], geobox: GeoBox, path: Path,
                      masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
                      scheduler: str | None = None, gdal: Mapping[str, object] | None = None,
-                     threads: int | None = None) -> CompositeSummary:
+                     threads: int | None = None, offsets: Mapping[str, OffsetDecision] | None = None
+                     ) -> CompositeSummary:
     """Composite ``items`` on ``geobox`` block by block and write the 2-band COG at ``path`` as blocks finish.
 
     ``scheduler``: a Dask scheduler address (``tcp://host:8786``) or ``None`` for local threads. ``gdal``:
-    GDAL option overrides for the reads (see ``ingestion.imagery.gdal_env``).
+    GDAL option overrides for the reads (see ``ingestion.imagery.gdal_env``). ``offsets``: see
+    :func:`plan_composite`.
     """
-    plan = plan_composite(items, geobox, masked_classes, chunk, gdal)
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets)
     configure_client(plan.gdal_options)
     log.info("compositing %d items over %d days on a %dx%d grid in %d px blocks%s", len(plan.items),
              len(plan.days), geobox.width, geobox.height, chunk, f" on {scheduler}" if scheduler else "")
@@ -150,17 +167,18 @@ def stream_composite(items: Sequence[pystac.Item], geobox: GeoBox, path: Path,
         for task, block in run_blocks(composite_block, plan.tasks(), scheduler, threads):
             writer.write(task.roi, block)
     log.info("composite done: %.1f%% of pixels have a clear observation", 100 * writer.stats.valid_fraction)
-    return CompositeSummary(geobox, plan.days, plan.radiometry, writer.stats)
+    return CompositeSummary(geobox, plan.days, plan.offsets, writer.stats)
 
 
 def build_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                     masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
-                    scheduler: str | None = None, gdal: Mapping[str, object] | None = None) -> Composite:
+                    scheduler: str | None = None, gdal: Mapping[str, object] | None = None,
+                    offsets: Mapping[str, OffsetDecision] | None = None) -> Composite:
     """The same composite held in memory (for small areas and tests): same blocks, same pixels."""
-    plan = plan_composite(items, geobox, masked_classes, chunk, gdal)
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets)
     ndvi = np.full(geobox.shape, np.nan, dtype=np.float32)
     count = np.zeros(geobox.shape, dtype=np.uint16)
     for task, block in run_blocks(composite_block, plan.tasks(), scheduler):
         ndvi[task.roi] = block[0]
         count[task.roi] = block[1].astype(np.uint16)
-    return Composite(ndvi=ndvi, count=count, geobox=geobox, days=plan.days, radiometry=plan.radiometry)
+    return Composite(ndvi=ndvi, count=count, geobox=geobox, days=plan.days, offsets=plan.offsets)

@@ -2,7 +2,9 @@
 
 Sentinel-2 L2A from processing baseline 04.00 (25 Jan 2022) carries BOA_ADD_OFFSET = -1000 DN. Earth Search
 v1 removes it from most such COGs and says so with ``earthsearch:boa_offset_applied: true`` while
-``raster:bands[].offset`` may still read -0.1; that flag is authoritative. Hence, per item and band:
+``raster:bands[].offset`` may still read -0.1. The metadata rule below is only the prior: the flag is wrong on
+real items, and ``ingestion.imagery.offset_check`` lets the item's own pixels decide where they are conclusive.
+Per item and band:
 
 1. ``earthsearch:boa_offset_applied`` is a boolean: offset 0 when true; when false, -0.1 for baselines >= 04.00
    and 0 before;

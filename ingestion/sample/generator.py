@@ -34,6 +34,7 @@ SYNTHETIC_CRS = "EPSG:32632"
 SYNTHETIC_ORIGIN = (340_000.0, 5_790_000.0)  # upper-left corner, UTM 32N (near Enschede)
 MARGIN = 200.0  # metres of imagery around the districts
 CLEAR_CLASSES = (4, 5, 6)  # vegetation, not vegetated, water
+VEGETATION_NDVI = 0.3  # a 20 m SCL cell whose true NDVI is at least this is classed vegetation (4)
 EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.0.0/schema.json",
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
@@ -154,7 +155,9 @@ def render_scene(plan: ScenePlan, area: SampleArea, truth: np.ndarray, seed: int
         covered20[:, w20 - cols:] = True
     # Patches depend on the day, not on the product: a _0/_1 pair sees the same clouds.
     patch_rng = np.random.default_rng([seed, plan.day.toordinal()])
-    scl = np.where(rng.random((h20, w20)) < 0.5, 4, 5).astype(np.uint8)
+    # Sen2Cor-like classes: vegetation (4) where the 20 m cell is green, else not vegetated (5).
+    green = truth.reshape(h20, 2, w20, 2).mean(axis=(1, 3)) >= VEGETATION_NDVI
+    scl = np.where(green, 4, 5).astype(np.uint8)
     patches = _patches(patch_rng, (h20, w20), plan.clouds)
     scl = np.where(patches > 0, patches, scl)
     scl[h20 // 3: h20 // 3 + 5, w20 // 3: w20 // 3 + 5] = 9  # a cloud seen on every day
@@ -162,7 +165,10 @@ def render_scene(plan: ScenePlan, area: SampleArea, truth: np.ndarray, seed: int
         scl[:] = 9
     scl[~covered20] = 0
     scl10 = np.repeat(np.repeat(scl, 2, axis=0), 2, axis=1)
-    red = rng.uniform(0.06, 0.10, size=truth.shape).astype(np.float32)
+    # Red reflectance falls as vegetation gets denser (0.09-0.11 at NDVI <= 0, 0.03-0.05 at 0.8): what the offset
+    # check relies on (ingestion.imagery.offset_check), and dark enough for the DN to round to NDVI within 1e-3.
+    red = (0.10 - 0.06 * np.clip(truth, 0.0, 0.8) / 0.8
+           + rng.uniform(-0.01, 0.01, size=truth.shape)).astype(np.float32)
     nir = red * (1 + truth) / (1 - truth)
     for cls, (r, n) in {9: (0.45, 0.48), 8: (0.30, 0.33), 10: (0.18, 0.22), 3: (0.02, 0.03)}.items():
         red = np.where(scl10 == cls, r, red)
@@ -222,11 +228,13 @@ def _item(plan: ScenePlan, area: SampleArea, footprint_4326: Polygon) -> pystac.
 
 def generate(out_dir: Path, years: list[int], seed: int = 42, districts_path: Path | None = None,
              reference_means: dict[int, dict[str, float]] | None = None, all_cloud_years: tuple[int, ...] = (),
-             ) -> dict:
+             misflag: str | None = None) -> dict:
     """Write the sample area into ``out_dir`` and return its manifest (also saved as ``truth/truth.json``).
 
     Layout: ``catalog/catalog.json`` (static STAC), ``districts.gpkg`` (synthetic districts; absent when
     ``districts_path`` is given), ``truth/ndvi_true_{year}.tif``, ``truth/clear_count_{year}.tif``.
+    ``misflag``: every item from baseline 04.00 carries that wrong offset flag (``scenes.MISFLAGS``); by default
+    one item of each kind lies.
     """
     out_dir = Path(out_dir)
     (out_dir / "truth").mkdir(parents=True, exist_ok=True)
@@ -254,7 +262,7 @@ def generate(out_dir: Path, years: list[int], seed: int = 42, districts_path: Pa
     for year in years:
         reference = (reference_means or {}).get(year)
         truth = true_ndvi(area, year, seed, reference)
-        plans = year_plan(year, all_cloud=year in all_cloud_years)
+        plans = year_plan(year, all_cloud=year in all_cloud_years, misflag=misflag)
         clear_days: dict[dt.date, np.ndarray] = {}
         for plan in plans:
             red, nir, scl, clear = render_scene(plan, area, truth, seed)
@@ -277,6 +285,8 @@ def generate(out_dir: Path, years: list[int], seed: int = 42, districts_path: Pa
             "kept": [p.item_id for p in plans if p.cloud_cover < 5],
             "dropped_cloud_cover": [p.item_id for p in plans if p.cloud_cover >= 5],
             "all_cloud": year in all_cloud_years,
+            "misflagged": [p.item_id for p in plans if p.misflagged],
+            "offset_in_dn": [p.item_id for p in plans if p.offset_in_dn],
         }
     catalog_dir = out_dir / "catalog"
     catalog.normalize_hrefs(str(catalog_dir))
