@@ -5,12 +5,18 @@ For each size (Mpx of the 10 m grid) a synthetic catalog is generated once with 
 measurement runs in a fresh subprocess, so its peak RSS is its own. Printed per size: seconds (best and
 median of ``--repeat``), Mpx·items/s, peak RSS (max over repeats) and the throughput ratio to the baseline.
 
-- ``project``: ``stream_composite`` (blocks on local threads, COG written as blocks complete, overviews).
+- ``project``: ``stream_composite`` (blocks on local threads, COG written as blocks complete, overviews),
+  after the per-item offset check (``ingestion.imagery.offset_check``), timed on its own: its share of the
+  project's time is printed (``check``).
 - ``baseline``: one ``odc.stac.load(items, bands=[red, nir, scl], geobox=..., chunks=2048,
   groupby="solar_day")``, SCL mask, NDVI, dask median and count computed into memory (no COG written; it
   fuses a day's items before masking, so it is wrong on clouds, but it is the speed to reach).
 
+``--remote --latency-ms N`` serves the cached catalogs' COGs from a range-serving HTTP server on 127.0.0.1
+that adds N ms to every request (a distant bucket), and reads them from there; requests and bytes are counted.
+
     .venv/bin/python benchmarks/composite.py [--sizes 4 25 100] [--repeat 3] [--cache DIR]
+                                             [--remote --latency-ms 150]
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def generate_catalog(cache: Path, mpx: int) -> Path:
     return out
 
 
-def _items_and_grid(area: Path):
+def _items_and_grid(area: Path, url: str | None = None):
     import geopandas as gpd
 
     from ingestion.imagery.grid import target_geobox
@@ -59,27 +65,39 @@ def _items_and_grid(area: Path):
     aoi = districts.union_all()
     query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), YEAR)
     items = LocalStacSource(area / "catalog" / "catalog.json").select(query).items
+    if url:  # the cache folder is served at ``url``
+        for item in items:
+            for asset in item.assets.values():
+                asset.href = f"{url}/{Path(asset.href).resolve().relative_to(area.parent.resolve())}"
     return items, target_geobox(aoi, districts.crs.to_string(), 10)
 
 
-def run_project(area: Path, chunk: int) -> None:
+def run_project(area: Path, chunk: int, url: str | None = None) -> None:
     from ingestion.imagery.composite import stream_composite
+    from ingestion.imagery.gdal_env import configure_client, gdal_options
+    from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
+    from ingestion.imagery.offset_check import check_offsets
 
-    items, geobox = _items_and_grid(area)
+    items, geobox = _items_and_grid(area, url)
+    configure_client(gdal_options())
     with tempfile.TemporaryDirectory(dir=area) as tmp:
         started = time.perf_counter()
-        stream_composite(items, geobox, Path(tmp) / "composite.tif", chunk=chunk)
+        check = check_offsets(items, geobox, DEFAULT_MASKED_CLASSES, gdal_options())
+        checked = time.perf_counter()
+        stream_composite(items, geobox, Path(tmp) / "composite.tif", chunk=chunk, offsets=check.decisions)
         seconds = time.perf_counter() - started
-    _report(seconds, geobox, items)
+    _report(seconds, geobox, items, check_seconds=checked - started)
 
 
-def run_baseline(area: Path, chunk: int) -> None:
+def run_baseline(area: Path, chunk: int, url: str | None = None) -> None:
     import dask
     import odc.stac
 
+    from ingestion.imagery.gdal_env import configure_client, gdal_options
     from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
 
-    items, geobox = _items_and_grid(area)
+    items, geobox = _items_and_grid(area, url)
+    configure_client(gdal_options())
     started = time.perf_counter()
     ds = odc.stac.load(items, bands=["red", "nir", "scl"], geobox=geobox, chunks={"x": 2048, "y": 2048},
                        groupby="solar_day", resampling="nearest", dtype="uint16", nodata=0)
@@ -99,15 +117,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _report(seconds: float, geobox, items) -> None:
+def _report(seconds: float, geobox, items, check_seconds: float = 0.0) -> None:
     rss_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "mpx": geobox.width * geobox.height / 1e6,
-                      "items": len(items)}))
+                      "items": len(items), "check_seconds": check_seconds}))
 
 
-def measure(method: str, area: Path, chunk: int) -> dict:
+def measure(method: str, area: Path, chunk: int, url: str | None = None) -> dict:
     """One run in a fresh interpreter; its JSON line."""
-    proc = subprocess.run([sys.executable, __file__, "--child", method, str(area), "--chunk", str(chunk)],
+    remote = ["--url", url] if url else []
+    proc = subprocess.run([sys.executable, __file__, "--child", method, str(area), "--chunk", str(chunk), *remote],
                           capture_output=True, text=True, check=False)
     if proc.returncode:
         raise RuntimeError(f"{method} on {area} failed:\n{proc.stderr[-3000:]}")
@@ -122,6 +141,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help="folder of generated catalogs (env NDVI_BENCH_CACHE; default data/benchmarks/composite)")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "AREA"), help=argparse.SUPPRESS)
+    parser.add_argument("--remote", action="store_true", help="read the COGs over HTTP from a local range server")
+    parser.add_argument("--latency-ms", type=float, default=150.0, help="with --remote: added to every request")
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -129,35 +151,56 @@ def main() -> int:
         return 0
     if args.child:
         method, area = args.child
-        {"project": run_project, "baseline": run_baseline}[method](Path(area), args.chunk)
+        {"project": run_project, "baseline": run_baseline}[method](Path(area), args.chunk, args.url)
         return 0
+    if args.remote:
+        from tests.range_server import RangeServer
 
+        args.cache.mkdir(parents=True, exist_ok=True)
+        with RangeServer(args.cache, latency=args.latency_ms / 1000) as server:
+            return _compare(args, server)
+    return _compare(args, None)
+
+
+def _compare(args: argparse.Namespace, server) -> int:
+    """Both methods on every size, interleaved; prints the table."""
     rows = []
     for mpx in args.sizes:
         # generated in a child too, so this process stays small
         subprocess.run([sys.executable, __file__, "--generate", str(mpx), "--cache", str(args.cache)], check=True)
         area = args.cache / f"{mpx}mpx"
         runs: dict[str, list[dict]] = {"project": [], "baseline": []}
+        traffic: dict[str, list[tuple[int, int]]] = {"project": [], "baseline": []}
         for _ in range(args.repeat):  # interleaved, so load changes on the shared machine hit both alike
             for method in runs:
-                runs[method].append(measure(method, area, args.chunk))
+                before = (server.requests, server.bytes_sent) if server else (0, 0)
+                runs[method].append(measure(method, area, args.chunk, server.url if server else None))
+                if server:
+                    traffic[method].append((server.requests - before[0], server.bytes_sent - before[1]))
         for method, results in runs.items():
             secs = [r["seconds"] for r in results]
             first = results[0]
             rows.append({"size": mpx, "method": method, "mpx": first["mpx"], "items": first["items"],
                          "best": min(secs), "median": statistics.median(secs),
-                         "rss": max(r["rss_mb"] for r in results)})
+                         "rss": max(r["rss_mb"] for r in results),
+                         "check": statistics.median(r["check_seconds"] / r["seconds"] for r in results),
+                         "requests": statistics.median(t[0] for t in traffic[method]) if server else None,
+                         "mb": statistics.median(t[1] for t in traffic[method]) / 1e6 if server else None})
         print(f"done {mpx} Mpx", file=sys.stderr, flush=True)
 
-    print(f"\nchunk {args.chunk} px, best of {args.repeat} (median in brackets), {os.cpu_count()} cores\n")
-    print("| grid | items | method | seconds | Mpx·items/s | peak RSS MB | throughput vs baseline |")
-    print("|---|---|---|---|---|---|---|")
+    where = f"remote, {args.latency_ms:g} ms per request" if server else "local files"
+    print(f"\n{where}; chunk {args.chunk} px, best of {args.repeat} (median in brackets), {os.cpu_count()} cores\n")
+    print("| grid | items | method | seconds | Mpx·items/s | peak RSS MB | throughput vs baseline | offset check "
+          "share | requests | MB read |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         base = next(r for r in rows if r["size"] == row["size"] and r["method"] == "baseline")
         rate = row["mpx"] * row["items"] / row["best"]
         ratio = base["best"] / row["best"]
+        check = f"{100 * row['check']:.1f} %" if row["method"] == "project" else "–"
+        traffic = f"{row['requests']:.0f} | {row['mb']:.1f}" if server else "– | –"
         print(f"| {row['mpx']:.1f} Mpx | {row['items']} | {row['method']} | {row['best']:.2f} ({row['median']:.2f}) "
-              f"| {rate:.1f} | {row['rss']:.0f} | {ratio:.2f}x |")
+              f"| {rate:.1f} | {row['rss']:.0f} | {ratio:.2f}x | {check} | {traffic} |")
     by = {(r["size"], r["method"]): r for r in rows}
     sizes = sorted(args.sizes)
     if len(sizes) > 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import re
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -22,8 +23,10 @@ class RangeServer:
     """Serves the files under ``root`` at ``url`` (HEAD and GET, single ``bytes=a-b`` ranges)."""
 
     def __init__(self, root: Path, fail_every: int = 0, fail_budget: int = 0, broken: set[str] | None = None,
-                 max_retries_failed: int = 2) -> None:
+                 max_retries_failed: int = 2, latency: float = 0.0) -> None:
         self.root = Path(root).resolve()
+        self.latency = latency  # seconds added to every request, as a distant bucket would
+        self.bytes_sent = 0
         self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
         self.max_retries_failed = max_retries_failed
         self._failed: dict[tuple[str, str], int] = {}
@@ -44,25 +47,31 @@ class RangeServer:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
+                if server.latency:
+                    time.sleep(server.latency)
                 rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
                 path = (server.root / rel).resolve()
                 if server._should_fail(rel, self.headers.get("Range")):
                     return self._send(503, b"injected failure", body)
                 if server.root not in path.parents or not path.is_file():
                     return self._send(404, b"not found", body)
-                data = path.read_bytes()
+                size = path.stat().st_size
                 match = _RANGE.match(self.headers.get("Range") or "")
                 if not match:
-                    return self._send(200, data, body)
-                start = int(match[1]) if match[1] else max(0, len(data) - int(match[2] or 0))
-                end = min(int(match[2]), len(data) - 1) if match[1] and match[2] else len(data) - 1
-                if start >= len(data):
-                    return self._send(416, b"", body, {"Content-Range": f"bytes */{len(data)}"})
-                self._send(206, data[start:end + 1], body, {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+                    return self._send(200, path.read_bytes() if body else b"", body, length=size)
+                start = int(match[1]) if match[1] else max(0, size - int(match[2] or 0))
+                end = min(int(match[2]), size - 1) if match[1] and match[2] else size - 1
+                if start >= size:
+                    return self._send(416, b"", body, {"Content-Range": f"bytes */{size}"})
+                with path.open("rb") as f:  # only the range, so big files cost what is asked for
+                    f.seek(start)
+                    data = f.read(end + 1 - start)
+                self._send(206, data, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
-            def _send(self, status: int, payload: bytes, body: bool, headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: bytes, body: bool, headers: dict[str, str] | None = None,
+                      length: int | None = None) -> None:
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Length", str(len(payload) if length is None else length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Type", "image/tiff" if status in (200, 206) else "text/plain")
                 for key, value in (headers or {}).items():
@@ -70,6 +79,8 @@ class RangeServer:
                 self.end_headers()
                 if body:
                     self.wfile.write(payload)
+                    with server._lock:
+                        server.bytes_sent += len(payload)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

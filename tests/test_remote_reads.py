@@ -74,3 +74,14 @@ def test_server_failing_one_cog_names_its_href(sample_area, local_run):
         with pytest.raises(CorruptImageError, match=f"item {victim.id}: asset 'nir' at {server.url}/{rel}"):
             build_composite(served(items, server), geobox, chunk=256, gdal=FAST_RETRIES)
         assert server.failures >= 2  # the first try and the retries
+
+
+def test_gdal_cachemax_reaches_rasterio_in_bytes():
+    """rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 (bytes): 256 would be a 256-byte cache."""
+    from ingestion.imagery.gdal_env import gdal_options
+
+    assert gdal_options()["GDAL_CACHEMAX"] == 256 * 1024 * 1024
+    assert gdal_options({"GDAL_CACHEMAX": "512"})["GDAL_CACHEMAX"] == 512 * 1024 * 1024
+    assert gdal_options({"GDAL_CACHEMAX": 300_000_000})["GDAL_CACHEMAX"] == 300_000_000  # bytes, as GDAL reads it
+    with pytest.raises(ValueError, match="GDAL_CACHEMAX must be a whole number of megabytes, got '1GB'"):
+        gdal_options({"GDAL_CACHEMAX": "1GB"})

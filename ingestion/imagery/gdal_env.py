@@ -26,21 +26,40 @@ DEFAULT_GDAL_OPTIONS: dict[str, str | int] = {
     "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
     "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
-    "GDAL_CACHEMAX": 256,  # rasterio wants an int for this one
+    "GDAL_CACHEMAX": 256,  # MB; handed to rasterio in bytes (see gdal_options)
 }
+#: Below this, a GDAL_CACHEMAX value is megabytes, as GDAL itself reads the option; from it on, bytes.
+_CACHEMAX_BYTES_FROM = 100_000
 
 
 def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, str | int]:
     """The defaults above updated with ``overrides`` (GDAL config option names; values as strings, except
-    ``GDAL_CACHEMAX``, megabytes as an integer)."""
+    ``GDAL_CACHEMAX``: megabytes, or bytes from 100,000 on, as GDAL reads it).
+
+    ``GDAL_CACHEMAX`` comes out as an integer number of bytes: rasterio hands an integer to
+    ``GDALSetCacheMax64``, which takes bytes, so 256 would be a 256-byte block cache (every tile decompressed
+    again for each read; measured: the offset check 25x slower, the composite about 20 % slower).
+    """
     opts = dict(DEFAULT_GDAL_OPTIONS)
     for key, value in (overrides or {}).items():
         if not isinstance(key, str) or not key.isupper():
             raise ValueError(f"GDAL option names are upper case like GDAL_HTTP_MAX_RETRY, got {key!r}")
         if isinstance(value, bool):
             value = "YES" if value else "NO"
-        opts[key] = int(value) if key == "GDAL_CACHEMAX" else str(value)
+        opts[key] = value if key == "GDAL_CACHEMAX" else str(value)
+    opts["GDAL_CACHEMAX"] = _cache_bytes(opts["GDAL_CACHEMAX"])
     return opts
+
+
+def _cache_bytes(value: Any) -> int:
+    """GDAL_CACHEMAX in bytes from megabytes (below 100,000) or bytes."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"GDAL_CACHEMAX must be a whole number of megabytes, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"GDAL_CACHEMAX must be positive, got {value!r}")
+    return number * 1024 * 1024 if number < _CACHEMAX_BYTES_FROM else number
 
 
 def configure_client(options: Mapping[str, str | int]) -> None:

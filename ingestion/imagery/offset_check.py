@@ -65,7 +65,7 @@ REMOVED_MIN_SHARE = 0.8
 #: ``dark_share`` at or below this: the offset is still in the DN.
 IN_DN_MAX_SHARE = 0.2
 #: Longer side of the sample, in pixels (read from the COG overview closest to it).
-SAMPLE_SIDE = 512
+SAMPLE_SIDE = 256
 #: Items checked at once (network requests in flight: about three files per item).
 CHECK_THREADS = 8
 
