@@ -80,7 +80,7 @@ def test_gdal_cachemax_reaches_rasterio_in_bytes():
     """rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 (bytes): 256 would be a 256-byte cache."""
     from ingestion.imagery.gdal_env import gdal_options
 
-    assert gdal_options()["GDAL_CACHEMAX"] == 256 * 1024 * 1024
+    assert gdal_options()["GDAL_CACHEMAX"] == 64 * 1024 * 1024
     assert gdal_options({"GDAL_CACHEMAX": "512"})["GDAL_CACHEMAX"] == 512 * 1024 * 1024
     assert gdal_options({"GDAL_CACHEMAX": 300_000_000})["GDAL_CACHEMAX"] == 300_000_000  # bytes, as GDAL reads it
     with pytest.raises(ValueError, match="GDAL_CACHEMAX must be a whole number of megabytes, got '1GB'"):
