@@ -147,7 +147,7 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     selection = screen_items(source.select(query), cfg.imagery.on_bad_item)
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
-                            gdal_options(cfg.compute.gdal_options))
+                            gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)
     selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
@@ -156,7 +156,8 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     path = composite_path(cfg, year)
     composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
                                  chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
-                                 gdal=cfg.compute.gdal_options, offsets=offsets.decisions)
+                                 gdal=cfg.compute.gdal_options, offsets=offsets.decisions,
+                                 io_concurrency=cfg.compute.io_concurrency)
     log.info("composite for %d written to %s", year, path)
     return YearComposite(year, path, composite, selection)
 

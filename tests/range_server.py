@@ -27,6 +27,8 @@ class RangeServer:
         self.root = Path(root).resolve()
         self.latency = latency  # seconds added to every request, as a distant bucket would
         self.bytes_sent = 0
+        #: (path relative to root, first byte, last byte) of every range answered, in order
+        self.log: list[tuple[str, int, int]] = []
         self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
         self.max_retries_failed = max_retries_failed
         self._failed: dict[tuple[str, str], int] = {}
@@ -66,6 +68,9 @@ class RangeServer:
                 with path.open("rb") as f:  # only the range, so big files cost what is asked for
                     f.seek(start)
                     data = f.read(end + 1 - start)
+                if body:
+                    with server._lock:
+                        server.log.append((rel, start, end))
                 self._send(206, data, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
             def _send(self, status: int, payload: bytes, body: bool, headers: dict[str, str] | None = None,
