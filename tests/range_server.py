@@ -29,6 +29,8 @@ class RangeServer:
         self.bytes_sent = 0
         #: (path relative to root, first byte, last byte) of every range answered, in order
         self.log: list[tuple[str, int, int]] = []
+        #: (start, end, method, range header) of every request, monotonic seconds
+        self.timeline: list[tuple[float, float, str, str]] = []
         self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
         self.max_retries_failed = max_retries_failed
         self._failed: dict[tuple[str, str], int] = {}
@@ -49,8 +51,17 @@ class RangeServer:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
+                started = time.monotonic()
                 if server.latency:
                     time.sleep(server.latency)
+                try:
+                    self._answer(body)
+                finally:
+                    with server._lock:
+                        server.timeline.append((started, time.monotonic(), self.command,
+                                                self.headers.get("Range") or ""))
+
+            def _answer(self, body: bool) -> None:
                 rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
                 path = (server.root / rel).resolve()
                 if server._should_fail(rel, self.headers.get("Range")):

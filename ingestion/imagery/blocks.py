@@ -222,9 +222,19 @@ def composite_block(task: BlockTask) -> np.ndarray:
 
 def _read_in_env(options: dict[str, str | int], href: str, geobox: GeoBox, dtype: str, item_id: str,
                  key: str) -> np.ndarray:
-    """:func:`read_asset` with the composite's GDAL options (rasterio's environment is per thread)."""
-    with rasterio.Env(**options):
+    """:func:`read_asset` with the composite's GDAL options (rasterio's environment is per thread), one read of
+    a file at a time in this process: two blocks that need the same source tile at once would both miss GDAL's
+    cache and fetch it twice; in turn, the second finds it in ``CPL_VSIL_CURL_CACHE_SIZE``."""
+    with _file_lock(href), rasterio.Env(**options):
         return read_asset(href, geobox, dtype, item_id, key)
+
+
+_file_locks: dict[str, threading.Lock] = {}
+
+
+def _file_lock(href: str) -> threading.Lock:
+    with _pools_lock:
+        return _file_locks.setdefault(href, threading.Lock())
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
