@@ -21,7 +21,15 @@ from ingestion.config import AreaConfig, validate_year
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
-from ingestion.export.stats import change_history, latest_stats, stats_years, yearly_history, yearly_stats
+from ingestion.export.stats import (
+    change_history,
+    district_shapes,
+    latest_stats,
+    stats_years,
+    yearly_frame,
+    yearly_history,
+    yearly_stats,
+)
 from ingestion.export.webmap import write_web_map
 from ingestion.imagery.composite import CompositeSummary, stream_composite
 from ingestion.imagery.gdal_env import gdal_options
@@ -163,10 +171,14 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
 
 
 def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:
-    """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``."""
+    """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``.
+
+    The read is one transaction that ends before the file is written (``conn`` must have none open).
+    """
     year = validate_year(year)
-    return write_stats_geojson(yearly_stats(conn, cfg.code, year), yearly_geojson_path(cfg, year),
-                               cfg.exports.decimals)
+    with conn.transaction():
+        stats = yearly_stats(conn, cfg.code, year)
+    return write_stats_geojson(stats, yearly_geojson_path(cfg, year), cfg.exports.decimals)
 
 
 @dataclass
@@ -181,40 +193,73 @@ class LatestExport:
     web_map: Path | None = None
 
 
-def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Path]:
-    """Re-write the yearly GeoJSON of every year in ``analytics.ndvi_stats_yearly`` whose content changed.
+@dataclass
+class LatestInputs:
+    """What the latest export reads from PostGIS, all from one snapshot; geometries in the working CRS."""
+
+    districts: gpd.GeoDataFrame  # the area's published districts (code, name, geometry)
+    latest: gpd.GeoDataFrame  # stats.latest_stats: every district with its latest statistics
+    years: list[int]  # every year of the area in analytics.ndvi_stats_yearly
+    history: list[dict]  # stats.yearly_history: every year's statistics of every current district
+    change: list[dict]  # stats.change_history
+
+
+def read_latest_inputs(conn: psycopg.Connection, area_code: str) -> LatestInputs:
+    """Read everything the latest export needs in one read-only, repeatable-read transaction, which is
+    committed before this returns (``conn`` must have no transaction open).
+
+    Why: classifying and drawing 14,000 districts takes seconds to minutes of Python; a transaction left
+    open meanwhile ("idle in transaction") holds its snapshot and locks (dbt's table swaps wait on it, and
+    vacuum cannot clean up behind it). One snapshot also keeps the latest layer, the yearly files and the
+    web map's history consistent with each other while a dbt build commits beside it.
+    """
+    with conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        return LatestInputs(district_shapes(conn, area_code), latest_stats(conn, area_code),
+                            stats_years(conn, area_code), yearly_history(conn, area_code),
+                            change_history(conn, area_code))
+
+
+def refresh_yearly_exports(inputs: LatestInputs, cfg: AreaConfig) -> list[Path]:
+    """Re-write the yearly GeoJSON of every year in ``inputs.years`` whose content changed.
 
     A re-districting recomputes every year's statistics in one dbt run; this keeps every year's file to the
     current districts too. Unchanged files are left as they are. Returns the files that were (re)written.
     """
     written = []
-    for year in stats_years(conn, cfg.code):
+    for year in inputs.years:
         path = yearly_geojson_path(cfg, year)
         before = path.stat().st_mtime_ns if path.exists() else None
-        export_year(conn, cfg, year)
+        write_stats_geojson(yearly_frame(inputs.districts, inputs.history, year), path, cfg.exports.decimals)
         if path.stat().st_mtime_ns != before:
             written.append(path)
     return written
 
 
-def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
-    """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map.
+def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
+    """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map,
+    from what :func:`read_latest_inputs` read; touches no database.
 
     Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`).
     """
-    refreshed = refresh_yearly_exports(conn, cfg)
+    refreshed = refresh_yearly_exports(inputs, cfg)
     if refreshed:
         log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
                  ", ".join(p.name for p in refreshed))
-    stats = latest_stats(conn, cfg.code)
+    stats = inputs.latest
     out = cfg.area_dir / "latest"
     geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
     values = stats["mean_ndvi"].astype(float).to_numpy()
     breaks = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
     breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
     png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
-    web_map = write_web_map(out, stats, yearly_history(conn, cfg.code), change_history(conn, cfg.code), breaks,
+    web_map = write_web_map(out, stats, inputs.history, inputs.change, breaks,
                             title=f"{cfg.name}: NDVI per district", decimals=cfg.exports.decimals,
                             basemap_url=cfg.exports.basemap_url)
     return LatestExport(geojson, breaks_path, out / "ndvi_latest_map.png", breaks, png, len(stats),
                         int(np.isfinite(values).sum()), web_map=web_map)
+
+
+def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
+    """:func:`read_latest_inputs`, then :func:`write_latest` with the read transaction already committed."""
+    return write_latest(read_latest_inputs(conn, cfg.code), cfg)
