@@ -170,7 +170,7 @@ def _load_area(conn: psycopg.Connection, area: str, case: zonal_stats.Case, wind
     rows, cols = window
     ndvi, count = case.ndvi[window], case.count[window]
     transform = case.transform * Affine.translation(cols.start, rows.start)
-    composite = Composite(ndvi=ndvi, count=count, days=[], radiometry={},
+    composite = Composite(ndvi=ndvi, count=count, days=[], offsets={},
                           geobox=GeoBox(ndvi.shape, transform, case.crs))
     cog = write_composite_cog(composite, workdir / f"{area}.tif")
     stage_districts(conn, area, districts.reset_index(drop=True))
