@@ -9,6 +9,7 @@ import dagster as dg
 import psycopg
 from dagster_dbt import DbtProject
 
+from dagster_project.run_health import record_owner
 from ingestion.db.connection import connect, pg_environment, resolve_dsn
 from ingestion.paths import PROJECT_ROOT
 
@@ -20,6 +21,11 @@ class PostGISResource(dg.ConfigurableResource):
     """Connections to the pipeline database: ``dsn`` if given, else ``DATABASE_URL``/``PG*``/embedded."""
 
     dsn: str | None = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # every job uses this resource: name the process that runs it, so a dead run can be told apart
+        if context.instance is not None and context.run_id is not None:
+            record_owner(context.instance, context.run_id)
 
     def connect(self) -> psycopg.Connection:
         return connect(self.dsn)
