@@ -19,6 +19,7 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 
 CLI = str(Path(sys.executable).with_name("ndvi-pipeline"))
+DBT_CLI = str(Path(sys.executable).with_name("ndvi-dbt"))
 #: Upper bound for any wait on a condition; only a safeguard against a hung test, never a timing.
 DEADLINE_SECONDS = 300
 T = TypeVar("T")
@@ -47,10 +48,11 @@ def wait_for(condition: Callable[[], T], what: str, proc: subprocess.Popen | Non
 
 
 class PipelineProcess:
-    """``ndvi-pipeline ARGS`` in its own process; its stdout and stderr lines are collected as they come."""
+    """``ndvi-pipeline ARGS`` (or ``program ARGS``) in its own process; its stdout and stderr lines are
+    collected as they come."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([CLI, *args], env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+    def __init__(self, args: list[str], env: dict[str, str], program: str = CLI) -> None:
+        self.proc = subprocess.Popen([program, *args], env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -9,7 +9,7 @@ import signal
 import psycopg
 import pytest
 
-from dagster_project.resources import DBT_LOCK_KEY
+from ingestion.db.dbt_lock import DBT_LOCK_KEY
 from tests.crash_env import (
     HangingStacApi,
     PipelineProcess,
