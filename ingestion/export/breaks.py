@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import mapclassify
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
+
+from ingestion.atomic import write_text
 
 #: NaturalBreaks runs k-means from random starts; the notebook's breaks changed from run to run.
 NATURAL_BREAKS_SEED = 12345
@@ -47,8 +48,4 @@ def classify(values: np.ndarray, scheme: str = "FisherJenks", k: int = 5, colorm
 
 def write_breaks(breaks: dict, path: Path, **extra: object) -> Path:
     """Write ``breaks`` (plus ``extra`` keys such as the column name) as JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**breaks, **extra}, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps({**breaks, **extra}, indent=2))
