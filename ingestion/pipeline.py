@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 from shapely.geometry.base import BaseGeometry
 
+from ingestion.atomic import published
 from ingestion.config import AreaConfig, validate_year
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
@@ -121,9 +122,8 @@ def build_aoi(cfg: AreaConfig, districts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if not geom.intersects(districts.union_all()):
         raise ValueError(f"boundary {cfg.boundary} does not overlap any district")
     aoi = gpd.GeoDataFrame({"area": [cfg.name]}, geometry=[geom], crs=crs)
-    path = aoi_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aoi.to_file(path, driver="GPKG", layer="aoi")
+    with published(aoi_path(cfg)) as tmp:
+        aoi.to_file(tmp, driver="GPKG", layer="aoi")
     return aoi
 
 

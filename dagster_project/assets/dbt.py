@@ -59,7 +59,7 @@ TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asse
 
 def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource) -> Iterator[Any]:
     """``dbt build`` of the selected models and their tests, one run at a time across processes."""
-    with dbt_lock(postgis):
+    with dbt_lock(postgis, context):
         # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
         yield from dbt.build(context, exclude=("test_type:unit",))
 

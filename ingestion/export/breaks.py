@@ -10,12 +10,13 @@ saying so is left to reach the logs.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
+
+from ingestion.atomic import write_text
 
 #: NaturalBreaks runs k-means from random starts; the notebook's breaks changed from run to run.
 NATURAL_BREAKS_SEED = 12345
@@ -55,8 +56,4 @@ def classify(values: np.ndarray, scheme: str = "FisherJenks", k: int = 5, colorm
 
 def write_breaks(breaks: dict, path: Path, **extra: object) -> Path:
     """Write ``breaks`` (plus ``extra`` keys such as the column name) as JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**breaks, **extra}, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps({**breaks, **extra}, indent=2))
