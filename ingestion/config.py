@@ -276,6 +276,41 @@ class GreenThreshold(_Section):
         return self.label or self.name.replace("_", " ")
 
 
+def histogram_edges(thresholds: list[float]) -> list[float]:
+    """The bin edges PostGIS's _ST_Histogram builds for the ascending ``thresholds`` in the
+    ``threshold_bin_counts`` dbt macro: min 0, 2 t1 or -1 (t1 >0, <0, = 0) and first width t1, -t1 or 1, so
+    the first edge is t1 exactly; then widths t2 - t1, ...; each edge the previous one plus a width, in IEEE
+    double arithmetic exactly as the C code and PostgreSQL compute them."""
+    edges: list[float] = []
+    edge, previous = 0.0, None
+    for t in thresholds:
+        if previous is None:
+            start, width = (0.0, t) if t > 0 else (2 * t, -t) if t < 0 else (-1.0, 1.0)
+            edge = start + width
+        else:
+            edge = edge + (t - previous)
+        edges.append(edge)
+        previous = t
+    return edges
+
+
+def edge_matches_threshold(edge: float, threshold: float) -> bool:
+    """True when every float32 value (the composite's NDVI) lies on the same side of ``edge`` as of
+    ``threshold``: then counting values >= edge equals counting values >= threshold, exactly. Only float32
+    values next to the two numbers can fall between them."""
+    import numpy as np
+
+    candidates = set()
+    for x in (threshold, edge):
+        f = np.float32(x)
+        for _ in range(3):
+            f = np.nextafter(f, np.float32(-np.inf))
+        for _ in range(7):
+            candidates.add(float(f))
+            f = np.nextafter(f, np.float32(np.inf))
+    return all((c >= edge) == (c >= threshold) for c in candidates)
+
+
 DEFAULT_GREEN_THRESHOLDS = (
     GreenThreshold(name="vegetated", label="vegetated", ndvi=0.2),
     GreenThreshold(name="dense_vegetation", label="dense vegetation", ndvi=0.5),
@@ -300,7 +335,13 @@ class StatisticsConfig(_Section):
         levels = [t.ndvi for t in value]
         if len(set(levels)) != len(levels):
             raise ValueError(f"threshold values must be unique, got {levels}")
-        return tuple(sorted(value, key=lambda t: t.ndvi))
+        ordered = tuple(sorted(value, key=lambda t: t.ndvi))
+        for threshold, edge in zip(ordered, histogram_edges([t.ndvi for t in ordered]), strict=True):
+            if not edge_matches_threshold(edge, threshold.ndvi):
+                raise ValueError(f"threshold {threshold.ndvi!r} ({threshold.name}) cannot be counted exactly by "
+                                 "the SQL histogram after the lower thresholds (its bin edge, built by adding "
+                                 f"the differences, is {edge!r}); shift it or a lower threshold by 0.001")
+        return ordered
 
     @field_validator("baseline_year", mode="before")
     @classmethod

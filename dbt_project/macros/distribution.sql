@@ -46,27 +46,33 @@
 {%- endmacro %}
 
 {#-
-  The valid pixels of band 1 counted into the bins [-2, t1), [t1, t2), ..., [tk, tk + 4] of the ascending
+  The valid pixels of band 1 counted into the bins (-inf, t1), [t1, t2), ..., [tk, tk + 4] of the ascending
   thresholds array, as bigint[] of k + 1 counts (NULL when the raster has no valid pixel), by ONE _ST_Histogram
   pass (the function behind ST_Histogram; it takes explicit min/max). A value goes to the first bin whose
-  upper edge is above it, compared strictly, so the bins from j + 1 on hold the values >= tj, and the sum of
-  all bins is the number of valid pixels (NDVI <= 1 < tk + 4). Edges are built in C as -2 + (t1 + 2), then
-  + (t2 - t1), ...: the config validator (ingestion.config.GreenThreshold) checks that every float32 NDVI value
-  lies on the same side of each such edge as of its threshold, so the counts are exact. With no thresholds,
-  one bin: the number of valid pixels.
+  upper edge is above it, compared strictly (values below min land in the first bin), so the bins from j + 1
+  on hold the values >= tj, and the sum of all bins is the number of valid pixels (NDVI <= 1 < tk + 4). Edges
+  are built in C as min + width, then + (t2 - t1), ...: min 0 and width t1 (t1 > 0), min 2 t1 and width -t1
+  (t1 < 0) or min -1 and width 1 (t1 = 0) make the first edge t1 exactly, and the config validator
+  (ingestion.config.histogram_edges) checks that every float32 NDVI value lies on the same side of each later
+  edge as of its threshold, so the counts are exact. With no thresholds, one bin: the valid pixels.
 -#}
 {% macro threshold_bin_counts(rast, thresholds) -%}
+    {%- set t1 = "(" ~ thresholds ~ ")[1]" -%}
     (
         select array_agg(histogram.count order by histogram.min)
         from _st_histogram(
             {{ rast }}, 1, true, 1, cardinality({{ thresholds }}) + 1,
             array(
-                select case when threshold.rank = 1 then threshold.ndvi + 2
+                select case when threshold.rank = 1 then
+                                case when threshold.ndvi > 0 then threshold.ndvi
+                                     when threshold.ndvi < 0 then -threshold.ndvi else 1 end
                             else threshold.ndvi - ({{ thresholds }})[threshold.rank - 1] end
                 from unnest({{ thresholds }}) with ordinality as threshold(ndvi, rank)
                 order by threshold.rank
             ) || array[4::double precision],
-            false, -2::double precision,
+            false,
+            case when {{ t1 }} > 0 then 0 when {{ t1 }} < 0 then 2 * {{ t1 }} when {{ t1 }} = 0 then -1
+                 else -2 end::double precision,
             coalesce(({{ thresholds }})[cardinality({{ thresholds }})], -2) + 4
         ) as histogram
     )
