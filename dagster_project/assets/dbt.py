@@ -23,8 +23,9 @@ AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines nd
                "ndvi_stats_latest ndvi_change ndvi_green_share_yearly ndvi_indicators_yearly ndvi_change_baseline "
                "ndvi_trend")
 #: The per-area models that follow any year of their area (declarative automation).
-LATEST_MODELS = ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change", "ndvi_green_share_yearly",
-                 "ndvi_indicators_yearly", "ndvi_change_baseline", "ndvi_trend")
+LATEST_MODELS = ("stg_green_share_thresholds", "stg_change_baselines", "ndvi_stats_newest_valid_year",
+                 "ndvi_stats_latest", "ndvi_change", "ndvi_green_share_yearly", "ndvi_indicators_yearly",
+                 "ndvi_change_baseline", "ndvi_trend")
 #: The yearly (area × year) models a per-area model reads every year of.
 YEARLY_PARENTS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
 

@@ -34,11 +34,13 @@ current_versions as (
 
 area_thresholds as (
 
+    -- the raw table, not stg_green_share_thresholds: the yearly job builds this model without the per-area
+    -- views, and the loader creates the table before any year loads
     select
-        area_code,
-        array_agg(threshold_name order by ndvi_threshold) as threshold_names,
-        array_agg(ndvi_threshold order by ndvi_threshold) as ndvi_thresholds
-    from {{ ref('stg_green_share_thresholds') }}
+        area_code::text as area_code,
+        array_agg(threshold_name::text order by ndvi_threshold) as threshold_names,
+        array_agg(ndvi_threshold::double precision order by ndvi_threshold) as ndvi_thresholds
+    from {{ source('raw', 'green_share_thresholds') }}
     group by area_code
 
 ),
