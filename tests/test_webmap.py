@@ -146,12 +146,13 @@ def _indicator_map(folder: Path) -> tuple[Path, dict, Path]:
     from ingestion.export.geojson import write_stats_geojson
     from ingestion.pipeline import indicator_breaks
 
+    # districts rank differently under each indicator, so a map colouring by the wrong one shows
     values = {
-        "mean_ndvi": [0.21, 0.43, 0.67, None], "median_ndvi": [0.2, 0.45, 0.7, None],
-        "green_share_vegetated": [0.51, 0.83, 0.97, None], "green_share_dense_vegetation": [0.1, 0.4, 0.8, None],
-        "mean_ndvi_change_baseline": [-0.06, 0.0, 0.05, None],
-        "green_share_vegetated_change_baseline": [-0.12, 0.02, 0.1, None],
-        "mean_ndvi_trend": [-0.012, 0.003, 0.021, None], "green_share_vegetated_trend": [-0.02, 0.0, 0.015, None],
+        "mean_ndvi": [0.21, 0.43, 0.67, None], "median_ndvi": [0.7, 0.2, 0.45, None],
+        "green_share_vegetated": [0.83, 0.97, 0.51, None], "green_share_dense_vegetation": [0.4, 0.1, 0.8, None],
+        "mean_ndvi_change_baseline": [0.05, -0.06, 0.0, None],
+        "green_share_vegetated_change_baseline": [0.02, 0.1, -0.12, None],
+        "mean_ndvi_trend": [0.003, 0.021, -0.012, None], "green_share_vegetated_trend": [0.0, -0.02, 0.015, None],
     }
     latest = gpd.GeoDataFrame(
         {"district_code": ["A", "B", "C", "D"], "district_name": ["Aa", "Bb", "Cc", "Dd"],
@@ -184,9 +185,14 @@ def test_indicator_selector_colours_and_values_follow_the_geojson_and_breaks(bro
     page = _open(browser_page, path)
     options = page.eval_on_selector_all("#indicator-select option", "els => els.map(e => e.value)")
     assert options == ["", *indicators]
-    formats = {"mean_ndvi": "{:.2f}", "median_ndvi": "{:.2f}", "green_share_vegetated": "pct",
-               "mean_ndvi_change_baseline": "{:+.2f}", "mean_ndvi_trend": "{:+.4f}/yr",
-               "green_share_vegetated_trend": "pp/yr"}
+    def signed(value: float, spec: str) -> str:  # the page signs positive values only
+        return ("+" if value > 0 else "") + format(value, spec)
+
+    formats = {"mean_ndvi": lambda v: f"{v:.2f}", "median_ndvi": lambda v: f"{v:.2f}",
+               "green_share_vegetated": lambda v: f"{v * 100:.2f} %",
+               "mean_ndvi_change_baseline": lambda v: signed(v, ".2f"),
+               "mean_ndvi_trend": lambda v: signed(v, ".4f") + "/yr",
+               "green_share_vegetated_trend": lambda v: signed(v * 100, ".2f") + " pp/yr"}
     for field, scale in indicators.items():
         page.select_option("#indicator-select", field)
         assert page.locator("#map").get_attribute("data-view") == f"indicator-{field}"
@@ -206,9 +212,7 @@ def test_indicator_selector_colours_and_values_follow_the_geojson_and_breaks(bro
         if field in formats:  # the popup shows the selected indicator's value as the GeoJSON holds it
             popup = _click_district(page, 0)
             shown = popup.locator("dd.indicator-value").inner_text()
-            value = features["A"][field]
-            expected = {"pct": f"{value * 100:.2f} %", "pp/yr": f"{value * 100:+.2f} pp/yr"}.get(
-                formats[field], formats[field].format(value))
+            expected = formats[field](features["A"][field])
             assert shown == expected, (field, shown, expected)
             page.locator(".leaflet-popup-close-button").click()
             page.locator(".leaflet-popup").wait_for(state="detached")
