@@ -16,7 +16,7 @@ def _fmt(value: object, unit: str = "", percent: bool = False, signed: bool = Fa
     if not isinstance(value, int | float):
         return "–"
     number = value * 100 if percent else value
-    return f"{number:{'+' if signed else ''}.{2 if percent else 3}f}{unit}"
+    return f"{number:{'+' if signed else ''}.2f}{unit}"
 
 
 def district_figures(latest: dict) -> list[str]:
