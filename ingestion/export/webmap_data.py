@@ -109,6 +109,16 @@ def indicator_label(indicator: str, labels: Mapping[str, str] | None = None) -> 
     return name + suffix
 
 
+def _short_label(field: str, labels: Mapping[str, str] | None) -> str:
+    """A popup column header: ``Median``, the green-share class label, or ``Mean vs baseline``."""
+    if field == "median_ndvi":
+        return "Median"
+    if field == "mean_ndvi_change_baseline":
+        return "Mean vs baseline"
+    cls = field.removeprefix("green_share_")
+    return (labels or {}).get(cls, cls.replace("_", " "))
+
+
 def indicator_kind(indicator: str) -> str:
     """``ndvi``, ``share``, ``change`` or ``trend``: how the page formats an indicator's values."""
     if indicator.endswith("_change_baseline"):
@@ -209,8 +219,9 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
         "views": views,
         "ndvi_scale": {key: breaks[key] for key in ("scheme", "k", "bins", "min", "max", "colors")},
         "indicators": selector,
-        "series_fields": [{"id": f, "label": indicator_label(f, labels), "kind": indicator_kind(f),
-                           "decimals": indicator_decimals(f, decimals)} for f in series_fields],
+        "series_fields": [{"id": f, "label": indicator_label(f, labels), "short": _short_label(f, labels),
+                           "kind": indicator_kind(f), "decimals": indicator_decimals(f, decimals)}
+                          for f in series_fields],
         "change_scale": changes,
         "basemap_url": basemap_url,
         "districts": {"type": "FeatureCollection", "features": features},

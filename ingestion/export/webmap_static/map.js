@@ -69,7 +69,6 @@
     var table = el("table");
     var head = el("tr");
     ["Year", "Mean", "Min", "Max", "Valid", "Pixels", "Change"].forEach(function (h) { head.appendChild(el("th", h)); });
-    data.series_fields.forEach(function (f) { head.appendChild(el("th", f.label)); });
     table.appendChild(el("thead")).appendChild(head);
     var body = table.appendChild(el("tbody"));
     data.years.forEach(function (year) {
@@ -83,10 +82,28 @@
         if (i === 0) row.appendChild(el("th", year, "year"));
         row.appendChild(el("td", cell[1], cell[0]));
       });
-      data.series_fields.forEach(function (f) { row.appendChild(el("td", fmtIndicator(f, s[f.id]), f.id)); });
       body.appendChild(row);
     });
     box.appendChild(table);
+    // a second, narrow table keeps the popup clear of the map's controls: median, green shares and the
+    // change of the mean against the baseline year, per year
+    if (data.series_fields.length) {
+      var series = el("table", null, "series");
+      var shead = el("tr");
+      shead.appendChild(el("th", "Year"));
+      data.series_fields.forEach(function (f) { shead.appendChild(el("th", f.short)); });
+      series.appendChild(el("thead")).appendChild(shead);
+      var sbody = series.appendChild(el("tbody"));
+      data.years.forEach(function (year) {
+        var s = props.years[year] || {};
+        var row = el("tr", null, String(props.source_year) === year ? "source-year" : "");
+        row.dataset.year = year;
+        row.appendChild(el("th", year, "year"));
+        data.series_fields.forEach(function (f) { row.appendChild(el("td", fmtIndicator(f, s[f.id]), f.id)); });
+        sbody.appendChild(row);
+      });
+      box.appendChild(series);
+    }
     return box;
   }
 
