@@ -5,16 +5,19 @@ clear-day count; nodata -9999, 10 m) and its districts, loads both with the pipe
 scratch database (the embedded cluster's ``ndvi_bench``, or ``--database-url``), builds the dbt models up to
 ``ndvi_stats_yearly`` with ``dbt run``, then times, best of ``--repeat``:
 
-- the model: the select dbt compiled for ``ndvi_stats_yearly`` (``target/compiled/...``, run after the model's
-  own pre-hooks), i.e. exactly what ``dbt run`` executes, not a copy of its shape;
-- exactextract on the COG (count, min, max, mean, stdev of both bands);
+- the models: the selects dbt compiled for ``ndvi_stats_yearly`` and its companion
+  ``ndvi_stats_yearly_distribution`` (percentiles, green-share counts) (``target/compiled/...``, each run after
+  its own pre-hooks), i.e. exactly what ``dbt run`` executes, one after the other; the time is their sum;
+- exactextract on the COG: count, min, max, mean, stdev of both bands, and quantiles 0.1/0.25/0.5/0.75/0.9 of
+  band 1 (NDVI);
 - numpy pixel-centre statistics on the arrays in memory (the reference).
 
-It checks that the model's pixel counts equal numpy's and min/max/mean/stddev (and the p50, with
-``--median``) are within 1e-6, and prints seconds and the model/exactextract ratio. Cases: ``enschede`` (the
-10 real districts of ``shared/data/enschede`` on a 2.1 Mpx raster over their extent), ``L`` (25 Mpx, 2,000
-Voronoi districts), ``tiny`` (the pytest case). Run: ``make benchmark`` (``CASES="enschede L"``) or
-``.venv/bin/python benchmarks/zonal_stats.py enschede L``.
+It checks that the models' pixel counts equal numpy's, min/max/mean/stddev are within 1e-6, the percentiles
+within 1e-3 of ``np.percentile(values, q)`` (they come out exact) and the green-share pixel counts (NDVI >= 0.2
+and >= 0.5) equal numpy's, for every district, and prints seconds and the models/exactextract ratio.
+Cases: ``enschede`` (the 10 real districts of ``shared/data/enschede`` on a 2.1 Mpx raster over their
+extent), ``L`` (25 Mpx, 2,000 Voronoi districts), ``tiny`` (the pytest case).
+Run: ``make benchmark`` (``CASES="enschede L"``) or ``.venv/bin/python benchmarks/zonal_stats.py enschede L``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -38,10 +42,12 @@ from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 from shapely import MultiPoint, Point, box, voronoi_polygons
 
+from ingestion.config import DEFAULT_GREEN_THRESHOLDS
 from ingestion.db.connection import embedded_dsn, uses_embedded
 from ingestion.imagery.cog import write_composite_cog
 from ingestion.imagery.composite import Composite
 from ingestion.load.postgis import load_composite, publish_districts, stage_districts
+from ingestion.load.settings import write_statistics_settings
 from ingestion.paths import PROJECT_ROOT
 
 ENSCHEDE_DISTRICTS = PROJECT_ROOT.parent / "shared" / "data" / "enschede" / "enschede_districts.gpkg"
@@ -49,7 +55,10 @@ YEAR = 2024
 AREA = "bench"  # the area code the benchmark loads its case under
 NODATA = -9999.0
 TOLERANCE = 1e-6
+PERCENTILE_TOLERANCE = 1e-3  # the issue's bound; the model's percentiles come out exact
 STATS = ("min", "max", "mean", "stddev")
+PERCENTILES = {"p10": 10, "p25": 25, "median": 50, "p75": 75, "p90": 90}  # column prefix -> q (percent)
+GREEN_THRESHOLDS = (0.2, 0.5)  # the config defaults (vegetated, dense_vegetation)
 
 
 @dataclass
@@ -122,8 +131,9 @@ CASES: dict[str, Callable[[], Case]] = {
 
 # -- references ---------------------------------------------------------------------------------------------
 
-def numpy_stats(case: Case, median: bool = False) -> dict[str, dict[str, float | int | None]]:
-    """Pixel-centre statistics per district code, as the model defines them (population stddev)."""
+def numpy_stats(case: Case) -> dict[str, dict[str, Any]]:
+    """Pixel-centre statistics per district code, as the models define them (population stddev,
+    ``np.percentile`` linear percentiles, pixel counts with NDVI >= each green threshold compared in float64)."""
     n = len(case.districts)
     zones = rasterize([(geom, i + 1) for i, geom in enumerate(case.districts.geometry)], out_shape=case.ndvi.shape,
                       transform=case.transform, all_touched=False, fill=0, dtype="int32").ravel()
@@ -139,12 +149,9 @@ def numpy_stats(case: Case, median: bool = False) -> dict[str, dict[str, float |
     low, high = np.full(n + 1, np.inf), np.full(n + 1, -np.inf)
     np.minimum.at(low, z, v)
     np.maximum.at(high, z, v)
-    if median:
-        order = np.lexsort((v, z))
-        starts = np.searchsorted(z[order], np.arange(n + 1))
-        values = v[order]
-        p50 = np.array([np.median(values[starts[i]:starts[i] + count[i]]) if count[i] else np.nan
-                        for i in range(n + 1)])
+    order = np.lexsort((v, z))
+    starts = np.searchsorted(z[order], np.arange(n + 1))
+    values = v[order]
     out = {}
     for i, code in enumerate(case.districts["district_code"], start=1):
         has = count[i] > 0
@@ -154,18 +161,31 @@ def numpy_stats(case: Case, median: bool = False) -> dict[str, dict[str, float |
             "mean": float(mean[i]) if has else None, "stddev": float(np.sqrt(var[i])) if has else None,
             "mean_clear_observations": float(clear_days[i] / district_count[i]) if district_count[i] else None,
         }
-        if median:
-            out[code]["median"] = float(p50[i]) if has else None
+        pixels = values[starts[i]:starts[i] + count[i]]
+        for name, q in PERCENTILES.items():
+            out[code][name] = float(np.percentile(pixels, q)) if has else None
+        out[code]["green_pixel_counts"] = [int((pixels >= t).sum()) for t in GREEN_THRESHOLDS]
     return out
 
 
 def exactextract_stats(cog: Path, districts: gpd.GeoDataFrame):
-    """exactextract's coverage-weighted statistics of both bands (the speed competitor, not the reference)."""
+    """exactextract's coverage-weighted statistics (the speed competitor, not the reference): count, min, max,
+    mean, stdev of both bands and the quantiles 0.1/0.25/0.5/0.75/0.9 of band 1."""
+    import rasterio
     from exactextract import exact_extract
+    from exactextract.operation import Operation
+    from exactextract.raster import RasterioRasterSource
 
-    # exactextract puts the GeoDataFrame index in a column named `id`: keep the codes in their own column
-    return exact_extract(str(cog), districts.reset_index(drop=True), ["count", "min", "max", "mean", "stdev"],
-                         include_cols=["district_code"], output="pandas")
+    with rasterio.open(cog) as dataset:
+        # one source per band, kept referenced for the whole call (exactextract does not own them)
+        bands = [RasterioRasterSource(dataset, band, name=f"band_{band}") for band in (1, 2)]
+        ops = [Operation(stat, f"{band.name()}_{stat}", band)
+               for band in bands for stat in ("count", "min", "max", "mean", "stdev")]
+        ops += [Operation("quantile", f"band_1_quantile_{q}", bands[0], options={"q": q / 100})
+                for q in PERCENTILES.values()]
+        # exactextract puts the GeoDataFrame index in a column named `id`: keep the codes in their own column
+        return exact_extract(bands, districts.reset_index(drop=True), ops, include_cols=["district_code"],
+                             output="pandas")
 
 
 # -- the model ----------------------------------------------------------------------------------------------
@@ -199,6 +219,7 @@ def load_case(case: Case, dsn: str, workdir: Path) -> Path:
         clear_database(conn)
         replace_districts(conn, case.districts)
         load_composite(conn, AREA, YEAR, cog)
+        write_statistics_settings(conn, AREA, DEFAULT_GREEN_THRESHOLDS, YEAR)
     return cog
 
 
@@ -219,52 +240,82 @@ def replace_districts(conn: psycopg.Connection, districts: gpd.GeoDataFrame) -> 
         publish_districts(conn, AREA)
 
 
+MODELS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
+
+
 @dataclass
 class CompiledModel:
     pre_hooks: list[str]
     select: str
+
+
+@dataclass
+class CompiledModels:
+    """The compiled selects of the yearly model and its distribution companion, and dbt's build times."""
+
+    models: dict[str, CompiledModel]
     build_seconds: dict[str, float]
 
 
-def build_model(dsn: str, target: Path, tile_size: str = "auto") -> CompiledModel:
-    """``dbt run`` the model and its parents, then read back the select and pre-hooks dbt compiled for it."""
+def build_model(dsn: str, target: Path, tile_size: str = "auto") -> CompiledModels:
+    """``dbt run`` the models and their parents, then read back the selects and pre-hooks dbt compiled."""
     dbt_vars = json.dumps({"tile_size": tile_size})
-    _dbt(["run", "--select", "+ndvi_stats_yearly", "--vars", dbt_vars], dsn, target)
+    _dbt(["run", "--select", *(f"+{m}" for m in MODELS), "--vars", dbt_vars], dsn, target)
     results = json.loads((target / "run_results.json").read_text())["results"]
     build = {r["unique_id"].rsplit(".", 1)[-1]: r["execution_time"] for r in results}
     manifest = json.loads((target / "manifest.json").read_text())
-    node = manifest["nodes"]["model.ndvi_pipeline.ndvi_stats_yearly"]
-    hooks = [hook["sql"] for hook in node["config"]["pre-hook"]]
-    compiled = next(target.glob("compiled/**/ndvi_stats_yearly.sql")).read_text()
-    return CompiledModel(hooks, compiled, build)
+    compiled = {}
+    for name in MODELS:
+        node = manifest["nodes"][f"model.ndvi_pipeline.{name}"]
+        hooks = [hook["sql"] for hook in node["config"]["pre-hook"]]
+        compiled[name] = CompiledModel(hooks, next(target.glob(f"compiled/**/{name}.sql")).read_text())
+    return CompiledModels(compiled, build)
 
 
-def model_stats(conn: psycopg.Connection, model: CompiledModel, median: bool = False) -> dict[str, dict]:
+def _run_select(conn: psycopg.Connection, model: CompiledModel) -> dict[str, dict[str, Any]]:
+    """Rows of one compiled select (after its pre-hooks), by district code."""
     with conn.transaction():
         for hook in model.pre_hooks:
             conn.execute(hook)
-        rows = conn.execute(model.select).fetchall()  # noqa: S608 - dbt's compiled model SQL
-        names = [c.name for c in conn.execute(model.select + " limit 0").description]
-    out = {}
-    for row in rows:
-        record = dict(zip(names, row, strict=True))
-        out[record["district_code"]] = {
-            "pixel_count": record["pixel_count"], "district_pixel_count": record["district_pixel_count"],
-            **{stat: record[f"{stat}_ndvi"] for stat in STATS},
-            "mean_clear_observations": record["mean_clear_observations"],
-            **({"median": record["median_ndvi"]} if median else {}),
-        }
+        cur = conn.execute(model.select)  # noqa: S608 - dbt's compiled model SQL
+        names = [c.name for c in cur.description]
+        return {r["district_code"]: r for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+
+
+def _as_stats(yearly: dict[str, Any], distribution: dict[str, Any] | None) -> dict[str, Any]:
+    out = {"pixel_count": yearly["pixel_count"], "district_pixel_count": yearly["district_pixel_count"],
+           **{stat: yearly[f"{stat}_ndvi"] for stat in STATS},
+           "mean_clear_observations": yearly["mean_clear_observations"]}
+    if distribution is not None:
+        out["distribution_pixel_count"] = distribution["pixel_count"]
+        out.update({name: distribution[f"{name}_ndvi"] for name in PERCENTILES})
+        out["green_pixel_counts"] = list(distribution["green_pixel_counts"])
     return out
 
 
+def model_stats(conn: psycopg.Connection, models: CompiledModels,
+                timings: dict[str, list[float]] | None = None) -> dict[str, dict]:
+    """Both compiled selects, one after the other (each one's seconds appended to ``timings``), merged."""
+    rows = {}
+    for name in MODELS:
+        start = time.perf_counter()
+        rows[name] = _run_select(conn, models.models[name])
+        if timings is not None:
+            timings.setdefault(name, []).append(time.perf_counter() - start)
+    distribution = rows["ndvi_stats_yearly_distribution"]
+    return {code: _as_stats(row, distribution.get(code)) for code, row in rows["ndvi_stats_yearly"].items()}
+
+
 def table_stats(conn: psycopg.Connection) -> dict[str, dict]:
-    """The statistics stored in ``analytics.ndvi_stats_yearly`` (what an incremental run left there)."""
-    cur = conn.execute("select * from analytics.ndvi_stats_yearly where area_code = %s and year = %s", (AREA, YEAR))
-    names = [c.name for c in cur.description]
-    return {r["district_code"]: {"pixel_count": r["pixel_count"], "district_pixel_count": r["district_pixel_count"],
-                                 **{stat: r[f"{stat}_ndvi"] for stat in STATS},
-                                 "mean_clear_observations": r["mean_clear_observations"]}
-            for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+    """The statistics stored in both tables (what an incremental run left there)."""
+    tables = {}
+    for name in MODELS:
+        cur = conn.execute(f"select * from analytics.{name} where area_code = %s and year = %s",  # noqa: S608
+                           (AREA, YEAR))
+        names = [c.name for c in cur.description]
+        tables[name] = {r["district_code"]: r for r in (dict(zip(names, row, strict=True)) for row in cur)}
+    distribution = tables["ndvi_stats_yearly_distribution"]
+    return {code: _as_stats(row, distribution.get(code)) for code, row in tables["ndvi_stats_yearly"].items()}
 
 
 def compare(model: dict[str, dict], reference: dict[str, dict]) -> list[str]:
@@ -277,13 +328,29 @@ def compare(model: dict[str, dict], reference: dict[str, dict]) -> list[str]:
         for key in ("pixel_count", "district_pixel_count"):
             if got[key] != want[key]:
                 problems.append(f"{code} {key}: model {got[key]} numpy {want[key]}")
-        for key in (*STATS, "mean_clear_observations", "median"):
-            if key not in want:
+        if got.get("distribution_pixel_count", want["pixel_count"]) != want["pixel_count"]:
+            problems.append(f"{code} distribution pixel_count: model {got['distribution_pixel_count']} "
+                            f"numpy {want['pixel_count']}")
+        if got.get("green_pixel_counts", want["green_pixel_counts"]) != want["green_pixel_counts"]:
+            problems.append(f"{code} green_pixel_counts: model {got['green_pixel_counts']} "
+                            f"numpy {want['green_pixel_counts']}")
+        checks = [(key, TOLERANCE) for key in (*STATS, "mean_clear_observations")]
+        checks += [(key, PERCENTILE_TOLERANCE) for key in PERCENTILES]
+        for key, tolerance in checks:
+            if key not in got:
+                problems.append(f"{code} {key}: missing from the model")
                 continue
-            a, b = got.get(key), want[key]
-            if (a is None) != (b is None) or (a is not None and abs(a - b) > TOLERANCE):
+            a, b = got[key], want[key]
+            if (a is None) != (b is None) or (a is not None and abs(a - b) > tolerance):
                 problems.append(f"{code} {key}: model {a} numpy {b}")
     return problems
+
+
+def max_percentile_error(model: dict[str, dict], reference: dict[str, dict]) -> float:
+    """Largest |model - numpy| over every district's percentiles."""
+    errors = [abs(model[code][key] - want[key]) for code, want in reference.items() for key in PERCENTILES
+              if code in model and want[key] is not None and model[code].get(key) is not None]
+    return max(errors, default=0.0)
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -295,29 +362,34 @@ def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return min(times), result
 
 
-def run_case(name: str, dsn: str, repeat: int, median: bool = False, tile_size: str = "auto") -> dict[str, float]:
+def run_case(name: str, dsn: str, repeat: int, tile_size: str = "auto") -> dict[str, float]:
     case = CASES[name]()
     with tempfile.TemporaryDirectory(prefix="zonal-bench-") as tmp:
         workdir = Path(tmp)
         cog = load_case(case, dsn, workdir)
         model = build_model(dsn, workdir / "target", tile_size)
+        timings: dict[str, list[float]] = {}
         with psycopg.connect(dsn) as conn:
             tile = conn.execute("select max(st_width(rast)) from analytics.stg_ndvi_tiles").fetchone()[0]
-            t_model, got = best_of(lambda: model_stats(conn, model, median), repeat)
+            t_model, got = best_of(lambda: model_stats(conn, model, timings), repeat)
         t_exact, _ = best_of(lambda: exactextract_stats(cog, case.districts), repeat)
-        t_numpy, want = best_of(lambda: numpy_stats(case, median), repeat)
+        t_numpy, want = best_of(lambda: numpy_stats(case), repeat)
     problems = compare(got, want)
     if problems:
         raise AssertionError(f"{name}: the model differs from numpy:\n  " + "\n  ".join(problems[:20]))
     height, width = case.ndvi.shape
     print(f"{name}: {width}x{height} px ({width * height / 1e6:.1f} Mpx), {len(case.districts)} districts, "
           f"{tile} px tiles, best of {repeat}")
-    print(f"  ndvi_stats_yearly (compiled select) {t_model:7.3f} s   model/exactextract {t_model / t_exact:5.2f}")
-    print(f"  exactextract                        {t_exact:7.3f} s")
-    print(f"  numpy pixel-centre (reference)      {t_numpy:7.3f} s   model/numpy {t_model / t_numpy:5.2f}")
+    t_yearly, t_distribution = (min(timings[m]) for m in MODELS)
+    print(f"  models, every statistic (sum)       {t_model:7.3f} s   models/exactextract {t_model / t_exact:5.2f}")
+    print(f"    ndvi_stats_yearly                 {t_yearly:7.3f} s")
+    print(f"    ndvi_stats_yearly_distribution    {t_distribution:7.3f} s")
+    print(f"  exactextract (+ band-1 quantiles)   {t_exact:7.3f} s")
+    print(f"  numpy pixel-centre (reference)      {t_numpy:7.3f} s   models/numpy {t_model / t_numpy:5.2f}")
     print("  one-off dbt run per model: " + ", ".join(f"{k} {v:.2f} s" for k, v in model.build_seconds.items()))
-    print(f"  check: pixel counts identical to numpy for all {len(want)} districts, "
-          f"statistics within {TOLERANCE:g}")
+    print(f"  check: pixel and green-share counts identical to numpy for all {len(want)} districts, "
+          f"statistics within {TOLERANCE:g}, percentiles max error {max_percentile_error(got, want):.1e} "
+          f"(bound {PERCENTILE_TOLERANCE:g})")
     return {"model": t_model, "exactextract": t_exact, "numpy": t_numpy}
 
 

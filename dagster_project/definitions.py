@@ -19,7 +19,7 @@ from ingestion.config import PipelineConfig, load_config
 
 AREA_INPUTS = ("districts", "aoi_boundary", "stg_districts")
 YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "district_tile_masks", "ndvi_stats_yearly",
-          "yearly_exports")
+          "ndvi_stats_yearly_distribution", "yearly_exports")
 LATEST = (*LATEST_MODELS, "latest_exports")
 
 
@@ -45,7 +45,8 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
                         "a backfill runs partitions side by side."),
         dg.define_asset_job(
             "latest_ndvi", selection=_selection(LATEST), executor_def=dg.in_process_executor,
-            description="Per area: latest layer, change since the previous year, GeoJSON, breaks and map. Runs "
+            description="Per area: latest layer, change since the previous year and against the baseline year, "
+                        "trends, GeoJSON, breaks and map. Runs "
                         "by itself after any year of the area (sensor latest_after_any_year)."),
     ]
     sensor = dg.AutomationConditionSensorDefinition(

@@ -48,7 +48,8 @@ DEFAULT_CONFIG = PROJECT_ROOT / "dagster_project" / "configs" / "demo.yaml"
 FIRST_SENTINEL2_YEAR = 2015
 SCHEMES = ("FisherJenks", "NaturalBreaks", "Quantiles", "EqualInterval", "JenksCaspall")
 _AREA_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_SECTIONS = ("districts", "imagery", "exports", "compute")
+_SECTIONS = ("districts", "imagery", "exports", "compute", "statistics")
+_INDICATOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class ConfigError(ValueError):
@@ -248,6 +249,113 @@ class ComputeConfig(_Section):
         return value
 
 
+class GreenThreshold(_Section):
+    """One green-share class: the share of a district's valid pixels with NDVI >= ``ndvi``."""
+
+    name: str = Field(description="identifier used in column and GeoJSON field names (green_share_<name>): "
+                                  "lower-case letters, digits and '_'")
+    label: str | None = Field(None, description="human-readable label for the map legend; default the name "
+                                                "with spaces")
+    ndvi: float = Field(description="NDVI threshold (-1..1); a pixel counts when its NDVI >= this value")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _INDICATOR_NAME.match(value):
+            raise ValueError(f"must be lower-case letters, digits or '_', starting with a letter, got {value!r}")
+        return value
+
+    @field_validator("ndvi", mode="before")
+    @classmethod
+    def _ndvi(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not -1 <= value <= 1:
+            raise ValueError(f"must be an NDVI value in -1..1, got {value!r}")
+        return float(value)
+
+    @property
+    def display_label(self) -> str:
+        """The legend label: ``label``, else the name with spaces."""
+        return self.label or self.name.replace("_", " ")
+
+
+def histogram_edges(thresholds: list[float]) -> list[float]:
+    """The bin edges PostGIS's _ST_Histogram builds for the ascending ``thresholds`` in the
+    ``threshold_bin_counts`` dbt macro: min 0, 2 t1 or -1 (t1 >0, <0, = 0) and first width t1, -t1 or 1, so
+    the first edge is t1 exactly; then widths t2 - t1, ...; each edge the previous one plus a width, in IEEE
+    double arithmetic exactly as the C code and PostgreSQL compute them."""
+    edges: list[float] = []
+    edge, previous = 0.0, None
+    for t in thresholds:
+        if previous is None:
+            start, width = (0.0, t) if t > 0 else (2 * t, -t) if t < 0 else (-1.0, 1.0)
+            edge = start + width
+        else:
+            edge = edge + (t - previous)
+        edges.append(edge)
+        previous = t
+    return edges
+
+
+def edge_matches_threshold(edge: float, threshold: float) -> bool:
+    """True when every float32 value (the composite's NDVI) lies on the same side of ``edge`` as of
+    ``threshold``: then counting values >= edge equals counting values >= threshold, exactly. Only float32
+    values next to the two numbers can fall between them."""
+    import numpy as np
+
+    candidates = set()
+    for x in (threshold, edge):
+        f = np.float32(x)
+        for _ in range(3):
+            f = np.nextafter(f, np.float32(-np.inf))
+        for _ in range(7):
+            candidates.add(float(f))
+            f = np.nextafter(f, np.float32(np.inf))
+    return all((c >= edge) == (c >= threshold) for c in candidates)
+
+
+DEFAULT_GREEN_THRESHOLDS = (
+    GreenThreshold(name="vegetated", label="vegetated", ndvi=0.2),
+    GreenThreshold(name="dense_vegetation", label="dense vegetation", ndvi=0.5),
+)
+
+
+class StatisticsConfig(_Section):
+    """Green-share thresholds and the baseline year of the change models (written to raw.* for dbt)."""
+
+    green_thresholds: tuple[GreenThreshold, ...] = Field(
+        DEFAULT_GREEN_THRESHOLDS, description="green-share classes (default vegetated >= 0.2, dense_vegetation "
+                                              ">= 0.5); names and thresholds unique")
+    baseline_year: int | None = Field(None, description="year the change models compare against (one of the "
+                                                        "area's years); default the area's earliest year")
+
+    @field_validator("green_thresholds", mode="after")
+    @classmethod
+    def _unique(cls, value: tuple[GreenThreshold, ...]) -> tuple[GreenThreshold, ...]:
+        names = [t.name for t in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"threshold names must be unique, got {names}")
+        levels = [t.ndvi for t in value]
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"threshold values must be unique, got {levels}")
+        ordered = tuple(sorted(value, key=lambda t: t.ndvi))
+        for threshold, edge in zip(ordered, histogram_edges([t.ndvi for t in ordered]), strict=True):
+            if not edge_matches_threshold(edge, threshold.ndvi):
+                raise ValueError(f"threshold {threshold.ndvi!r} ({threshold.name}) cannot be counted exactly by "
+                                 "the SQL histogram after the lower thresholds (its bin edge, built by adding "
+                                 f"the differences, is {edge!r}); shift it or a lower threshold by 0.001")
+        return ordered
+
+    @field_validator("baseline_year", mode="before")
+    @classmethod
+    def _baseline(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return validate_year(value, "baseline_year")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("baseline_year: ")) from None
+
+
 class AreaConfig(_Section):
     """Everything the pipeline needs to know about one area."""
 
@@ -261,6 +369,7 @@ class AreaConfig(_Section):
                                                           "union of the districts")
     output_dir: Path = Field(default_factory=data_dir, description="where outputs go; default $NDVI_DATA_DIR")
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)
     source_file: Path | None = Field(None, exclude=True, description="the file this config was read from")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -287,10 +396,22 @@ class AreaConfig(_Section):
     def _output_dir(cls, value: Any, info: ValidationInfo) -> Any:
         return Path(_expand_path(value, info)) if value else data_dir()
 
+    @model_validator(mode="after")
+    def _baseline_in_years(self) -> AreaConfig:
+        baseline = self.statistics.baseline_year
+        if baseline is not None and baseline not in self.years:
+            raise ValueError(f"statistics.baseline_year {baseline} is not one of the area's years {list(self.years)}")
+        return self
+
     @property
     def code(self) -> str:
         """The area code (``area`` in the file)."""
         return self.name
+
+    @property
+    def baseline_year(self) -> int:
+        """The year the change models compare against: ``statistics.baseline_year``, else the earliest year."""
+        return self.statistics.baseline_year or min(self.years)
 
     @property
     def area_dir(self) -> Path:

@@ -236,6 +236,21 @@ def refresh_yearly_exports(inputs: LatestInputs, cfg: AreaConfig) -> list[Path]:
     return written
 
 
+def indicator_breaks(stats: gpd.GeoDataFrame, cfg: AreaConfig) -> dict[str, dict]:
+    """``breaks.json``'s ``indicators``: the latest layer's classifiable fields (mean and median NDVI, each
+    green share, their changes against the baseline year and their trends), each classified like the mean
+    (config ``exports``). A field without any value (e.g. trends with fewer than 3 years) is left out."""
+    fields = [c for c in stats.columns
+              if c in ("mean_ndvi", "median_ndvi") or c.startswith("green_share_")
+              or c.endswith("_change_baseline") or (c.endswith("_trend") and c != "trend_null_reason")]
+    out = {}
+    for field in fields:
+        values = stats[field].astype(float).to_numpy()
+        if np.isfinite(values).any():
+            out[field] = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
+    return out
+
+
 def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
     """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map,
     from what :func:`read_latest_inputs` read; touches no database.
@@ -251,11 +266,13 @@ def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
     geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
     values = stats["mean_ndvi"].astype(float).to_numpy()
     breaks = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
+    breaks["indicators"] = indicator_breaks(stats, cfg)
     breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
     png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
     web_map = write_web_map(out, stats, inputs.history, inputs.change, breaks,
                             title=f"{cfg.name}: NDVI per district", decimals=cfg.exports.decimals,
-                            basemap_url=cfg.exports.basemap_url)
+                            basemap_url=cfg.exports.basemap_url,
+                            labels={t.name: t.display_label for t in cfg.statistics.green_thresholds})
     return LatestExport(geojson, breaks_path, out / "ndvi_latest_map.png", breaks, png, len(stats),
                         int(np.isfinite(values).sum()), web_map=web_map)
 

@@ -114,6 +114,18 @@ def _config(tmp_path, **imagery):
     ({"compute": {"chunk_size": 1000}}, "compute.chunk_size: must be a multiple of 256"),
     ({"compute": {"gdal_options": {"gdal_http_max_retry": 3}}}, "compute.gdal_options: must map GDAL option"),
     ({"compute": {"dask_schedular": "tcp://h:8786"}}, "compute.dask_schedular: unknown key"),
+    # green-share classes and the baseline year
+    ({"statistics": {"green_thresholds": [{"name": "Green Area", "ndvi": 0.3}]}},
+     r"statistics.green_thresholds.0.name: must be lower-case letters"),
+    ({"statistics": {"green_thresholds": [{"name": "green", "ndvi": 1.5}]}},
+     r"statistics.green_thresholds.0.ndvi: must be an NDVI value in -1..1"),
+    ({"statistics": {"green_thresholds": [{"name": "a", "ndvi": 0.2}, {"name": "a", "ndvi": 0.5}]}},
+     "threshold names must be unique"),
+    ({"statistics": {"green_thresholds": [{"name": "a", "ndvi": -0.999}, {"name": "b", "ndvi": 0.5}]}},
+     r"threshold 0.5 \(b\) cannot be counted exactly"),
+    ({"statistics": {"green_treshold": []}},
+     r"statistics.green_treshold: unknown key; did you mean 'green_thresholds'"),
+    ({"statistics": {"baseline_year": 2016}}, r"statistics.baseline_year 2016 is not one of the area's years"),
 ])
 def test_bad_config_values_name_file_and_field(tmp_path, change, message):
     raw = _config(tmp_path)

@@ -211,13 +211,15 @@ def test_dbt_build_on_its_own_passes(built):
 
 def test_dbt_unit_tests_of_the_latest_rules_pass(built):
     """The yml unit tests (order independence, all-cloud years, removed districts, change skipping cloudy
-    years) run on hand-made rows; they need the models' tables to exist, which `built` made."""
+    years; change against the baseline and the trend rules) run on hand-made rows; they need the models' tables
+    to exist, which `built` made."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
     proc = subprocess.run([str(Path(sys.executable).with_name("ndvi-dbt")), "test", "--select", "test_type:unit"],
                           env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     assert proc.returncode == 0, proc.stdout[-3000:]
     passed = [line for line in proc.stdout.splitlines() if " PASS " in line and "::" in line]
-    assert len(passed) == 4, proc.stdout[-3000:]  # the four rules of models/marts/unit_tests.yml
+    # the four rules of models/marts/unit_tests.yml and the three of unit_tests_change_trend.yml
+    assert len(passed) == 7, proc.stdout[-3000:]
 
 
 def test_latest_independent_of_order_rerun_is_noop_and_all_cloud_keeps_values(area):

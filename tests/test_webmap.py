@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 from shapely.geometry import box
 
 from ingestion.export.webmap import MAP_FILE, script_json, write_web_map
@@ -135,3 +136,89 @@ def test_basemap_tiles_come_only_from_the_configured_url(browser_page, tmp_path)
         server.shutdown()
         server.server_close()
     assert (tmp_path / MAP_FILE).exists()
+
+
+def _indicator_map(folder: Path) -> tuple[Path, dict, Path]:
+    """Four districts with every indicator of the latest layer (one without values), written as the pipeline
+    does: the GeoJSON layer, breaks.json's ``indicators`` (classify per field) and the web map."""
+    from ingestion.config import AreaConfig
+    from ingestion.export.breaks import classify
+    from ingestion.export.geojson import write_stats_geojson
+    from ingestion.pipeline import indicator_breaks
+
+    # districts rank differently under each indicator, so a map colouring by the wrong one shows
+    values = {
+        "mean_ndvi": [0.21, 0.43, 0.67, None], "median_ndvi": [0.7, 0.2, 0.45, None],
+        "green_share_vegetated": [0.83, 0.97, 0.51, None], "green_share_dense_vegetation": [0.4, 0.1, 0.8, None],
+        "mean_ndvi_change_baseline": [0.05, -0.06, 0.0, None],
+        "green_share_vegetated_change_baseline": [0.02, 0.1, -0.12, None],
+        "mean_ndvi_trend": [0.003, 0.021, -0.012, None], "green_share_vegetated_trend": [0.0, -0.02, 0.015, None],
+    }
+    latest = gpd.GeoDataFrame(
+        {"district_code": ["A", "B", "C", "D"], "district_name": ["Aa", "Bb", "Cc", "Dd"],
+         "source_year": [2024, 2024, 2024, None], "pixel_count": [10, 10, 10, None],
+         "valid_fraction": [1.0, 1.0, 1.0, None], "min_ndvi": [0.0, 0.1, 0.2, None],
+         "max_ndvi": [0.9, 0.9, 0.9, None], "stddev_ndvi": [0.1, 0.1, 0.1, None],
+         **{k: pd.array(v, dtype="Float64") for k, v in values.items()}},
+        geometry=[box(257000 + 1000 * i, 471000, 258000 + 1000 * i, 472000) for i in range(4)], crs="EPSG:28992")
+    area = AreaConfig(area="t", districts={"path": "x.gpkg"}, years=[2019, 2024],
+                      statistics={"green_thresholds": [{"name": "vegetated", "ndvi": 0.2},
+                                                       {"name": "dense_vegetation", "label": "dense", "ndvi": 0.5}]})
+    breaks = classify(latest["mean_ndvi"].astype(float).to_numpy(), k=3)
+    breaks["indicators"] = indicator_breaks(latest, area)
+    geojson = write_stats_geojson(latest, folder / "latest.geojson", 2)
+    yearly = [{"district_code": "A", "year": y, "pixel_count": 10, "valid_fraction": 1.0, "mean_ndvi": m,
+               "median_ndvi": m - 0.01, "green_share_vegetated": g, "green_share_dense_vegetation": g / 2,
+               "mean_ndvi_change_baseline": c} for y, m, g, c in ((2019, 0.27, 0.63, 0.0), (2024, 0.21, 0.51, -0.06))]
+    path = write_web_map(folder, latest, yearly, [], breaks, title="Indicators", decimals=2,
+                         labels={"vegetated": "vegetated", "dense_vegetation": "dense"})
+    return path, breaks, geojson
+
+
+def test_indicator_selector_colours_and_values_follow_the_geojson_and_breaks(browser_page, tmp_path):
+    path, breaks, geojson = _indicator_map(tmp_path)
+    features = {f["properties"]["district_code"]: f["properties"]
+                for f in json.loads(geojson.read_text())["features"]}
+    indicators = breaks["indicators"]
+    assert {"mean_ndvi", "median_ndvi", "green_share_vegetated", "green_share_dense_vegetation",
+            "mean_ndvi_change_baseline", "mean_ndvi_trend", "green_share_vegetated_trend"} <= set(indicators)
+    page = _open(browser_page, path)
+    options = page.eval_on_selector_all("#indicator-select option", "els => els.map(e => e.value)")
+    assert options == ["", *indicators]
+    def signed(value: float, spec: str) -> str:  # the page signs positive values only
+        return ("+" if value > 0 else "") + format(value, spec)
+
+    formats = {"mean_ndvi": lambda v: f"{v:.2f}", "median_ndvi": lambda v: f"{v:.2f}",
+               "green_share_vegetated": lambda v: f"{v * 100:.2f} %",
+               "mean_ndvi_change_baseline": lambda v: signed(v, ".2f"),
+               "mean_ndvi_trend": lambda v: signed(v, ".4f") + "/yr",
+               "green_share_vegetated_trend": lambda v: signed(v * 100, ".2f") + " pp/yr"}
+    for field, scale in indicators.items():
+        page.select_option("#indicator-select", field)
+        assert page.locator("#map").get_attribute("data-view") == f"indicator-{field}"
+        fills = dict(page.eval_on_selector_all(
+            "#map path.leaflet-interactive", "els => els.map(e => [e.dataset.districtCode, e.getAttribute('fill')])"))
+        for code, props in features.items():
+            value = props.get(field)
+            # the class of the published (rounded) value: these values are not within rounding of a break
+            want = "#cccccc" if value is None else scale["colors"][class_index(value, scale["bins"],
+                                                                                len(scale["colors"]))]
+            assert fills[code] == want, (field, code, value)
+        legend = page.locator(".legend .legend-item")
+        assert legend.count() == len(scale["colors"]) + 1
+        assert page.locator(".legend strong").inner_text().startswith(
+            {"mean_ndvi": "Mean NDVI", "median_ndvi": "Median NDVI"}.get(field.split("_change")[0].split("_trend")[0],
+                                                                           "Green share"))
+        if field in formats:  # the popup shows the selected indicator's value as the GeoJSON holds it
+            popup = _click_district(page, 0)
+            shown = popup.locator("dd.indicator-value").inner_text()
+            expected = formats[field](features["A"][field])
+            assert shown == expected, (field, shown, expected)
+            page.locator(".leaflet-popup-close-button").click()
+            page.locator(".leaflet-popup").wait_for(state="detached")
+    # the popup's series over the years: median, green shares and change against the baseline per year
+    popup = _click_district(page, 0)
+    assert popup.locator("tr[data-year='2019'] td.median_ndvi").inner_text() == "0.26"
+    assert popup.locator("tr[data-year='2024'] td.green_share_vegetated").inner_text() == "51.00 %"
+    assert popup.locator("tr[data-year='2024'] td.mean_ndvi_change_baseline").inner_text() == "-0.06"
+    assert browser_page.errors == [] and browser_page.outside_requests == []

@@ -16,11 +16,18 @@ from dagster_project.dbt_core import DbtCoreResource
 from dagster_project.partitions import AREA, area_partitions, area_year_partitions
 from dagster_project.resources import PostGISResource, dbt_lock, dbt_project
 from ingestion.config import PipelineConfig
+from ingestion.load.settings import write_area_settings
 
-YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly"
-AREA_MODELS = "stg_districts ndvi_stats_newest_valid_year ndvi_stats_latest ndvi_change"
+YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly ndvi_stats_yearly_distribution"
+AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines ndvi_stats_newest_valid_year "
+               "ndvi_stats_latest ndvi_change ndvi_green_share_yearly ndvi_indicators_yearly ndvi_change_baseline "
+               "ndvi_trend")
 #: The per-area models that follow any year of their area (declarative automation).
-LATEST_MODELS = ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change")
+LATEST_MODELS = ("stg_green_share_thresholds", "stg_change_baselines", "ndvi_stats_newest_valid_year",
+                 "ndvi_stats_latest", "ndvi_change", "ndvi_green_share_yearly", "ndvi_indicators_yearly",
+                 "ndvi_change_baseline", "ndvi_trend")
+#: The yearly (area × year) models a per-area model reads every year of.
+YEARLY_PARENTS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
 
 #: After any year of the area is materialised: unlike `eager`, it does not wait until every year exists,
 #: and a missing latest layer alone (a new deployment with no year yet) requests nothing.
@@ -49,7 +56,7 @@ class NdviDbtTranslator(DagsterDbtTranslator):
     def get_partition_mapping(self, dbt_resource_props: Mapping[str, Any],
                               dbt_parent_resource_props: Mapping[str, Any]) -> dg.PartitionMapping | None:
         # a per-area model reads every year of its area
-        if dbt_parent_resource_props.get("name") == "ndvi_stats_yearly":
+        if dbt_parent_resource_props.get("name") in YEARLY_PARENTS:
             return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=AREA)
         return None
 
@@ -57,8 +64,22 @@ class NdviDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource) -> Iterator[Any]:
+def _write_settings(context: dg.AssetExecutionContext, config: PipelineConfig, postgis: PostGISResource) -> None:
+    """The partition's area statistics settings (green-share thresholds, baseline year) into raw.*, where the
+    models read them: a config change applies at the next dbt step of the area, with no dbt var (no re-parse)."""
+    if not context.has_partition_key:
+        return
+    key = context.partition_key
+    code = key.keys_by_dimension[AREA] if isinstance(key, dg.MultiPartitionKey) else key
+    with postgis.connect() as conn:
+        if write_area_settings(conn, config.area(code)):
+            context.log.info("%s: statistics settings written (green-share thresholds, baseline year)", code)
+
+
+def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
+             config: PipelineConfig) -> Iterator[Any]:
     """``dbt build`` of the selected models and their tests, one run at a time across processes."""
+    _write_settings(context, config, postgis)
     with dbt_lock(postgis, context):
         # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
         yield from dbt.build(context, exclude=("test_type:unit",))
@@ -71,12 +92,12 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
                 name="dbt_yearly_models", pool="dbt")
     def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
-        yield from _run_dbt(context, dbt, postgis)
+        yield from _run_dbt(context, dbt, postgis, config)
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),
                 name="dbt_area_models", pool="dbt")
     def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
-        yield from _run_dbt(context, dbt, postgis)
+        yield from _run_dbt(context, dbt, postgis, config)
 
     return [dbt_yearly_models, dbt_area_models]

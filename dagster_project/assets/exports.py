@@ -15,7 +15,7 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     """``yearly_exports`` (area × year) and ``latest_exports`` (area, refreshed after any year of the area)."""
 
     @dg.asset(group_name="exports", partitions_def=area_year_partitions(config), kinds={"python", "geojson"},
-              deps=[dg.AssetKey("ndvi_stats_yearly")],
+              deps=[dg.AssetKey("ndvi_stats_yearly"), dg.AssetKey("ndvi_stats_yearly_distribution")],
               description="{area}/{year}/stats/zonal_stats_{year}.geojson: every district of the area with the "
                           "year's statistics (EPSG:4326, rounded).")
     def yearly_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
@@ -25,7 +25,8 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})
 
     @dg.asset(group_name="exports", partitions_def=area_partitions(config), kinds={"python", "geojson"},
-              deps=[dg.AssetKey("ndvi_stats_latest"), dg.AssetKey("ndvi_change")],
+              deps=[dg.AssetKey("ndvi_stats_latest"), dg.AssetKey("ndvi_change"),
+                    dg.AssetKey("ndvi_change_baseline"), dg.AssetKey("ndvi_trend")],
               automation_condition=AFTER_ANY_YEAR,
               description="{area}/latest/: the latest layer (GeoJSON), classification breaks, a PNG map and the "
                           "interactive web map (ndvi_map.html); also "

@@ -10,7 +10,14 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-ROUNDED = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi")
+ROUNDED = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi", "p10_ndvi", "p25_ndvi", "median_ndvi", "p75_ndvi",
+           "p90_ndvi", "mean_ndvi_change_baseline", "median_ndvi_change_baseline")
+#: Shares (0..1), their changes and every trend slope (per year, small numbers) keep 4 decimals.
+FINE_DECIMALS = 4
+
+
+def _fine(column: str) -> bool:
+    return column.startswith("green_share_") or column.endswith("_trend")
 
 
 def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) -> Path:
@@ -24,11 +31,14 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
     for col in ROUNDED:
         if col in out:
             out[col] = pd.to_numeric(out[col]).round(decimals)
+    for col in [c for c in out.columns if _fine(c)]:
+        out[col] = pd.to_numeric(out[col]).round(FINE_DECIMALS)
     if "valid_fraction" in out:
         out["valid_fraction"] = pd.to_numeric(out["valid_fraction"]).round(4)
     if "updated_at" in out:
         out["updated_at"] = out["updated_at"].astype(str)
-    for col in ("year", "source_year", "pixel_count"):
+    for col in ("year", "source_year", "pixel_count", "baseline_year", "trend_years", "trend_first_year",
+                "trend_last_year"):
         if col in out:
             out[col] = out[col].astype("Int64")
     path.parent.mkdir(parents=True, exist_ok=True)

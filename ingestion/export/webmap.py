@@ -108,13 +108,16 @@ def render_page(payload: Mapping[str, Any], subtitle: str = "") -> str:
 
 def write_web_map(folder: Path, latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
                   change: Iterable[Mapping[str, Any]], breaks: Mapping[str, Any], *, title: str,
-                  decimals: int = 2, basemap_url: str | None = None) -> Path:
+                  decimals: int = 2, basemap_url: str | None = None,
+                  labels: Mapping[str, str] | None = None) -> Path:
     """Write ``folder/ndvi_map.html`` atomically (temporary file, then rename) and return its path.
 
     ``latest``: the latest layer (one row per current district, any CRS); ``yearly``/``change``: rows of
-    ``analytics.ndvi_stats_yearly`` and ``analytics.ndvi_change``; ``breaks``: the content of ``breaks.json``.
+    ``analytics.ndvi_stats_yearly`` and ``analytics.ndvi_change``; ``breaks``: the content of ``breaks.json``
+    (its ``indicators`` feed the indicator selector); ``labels``: green-share class name -> legend label.
     """
-    payload = map_payload(latest, yearly, change, breaks, title=title, decimals=decimals, basemap_url=basemap_url)
+    payload = map_payload(latest, yearly, change, breaks, title=title, decimals=decimals, basemap_url=basemap_url,
+                          indicators=breaks.get("indicators"), labels=labels)
     years = payload["years"]
     subtitle = (f"{len(payload['districts']['features'])} districts · years {', '.join(years) or 'none'} · "
                 f"classes: {breaks['scheme']}, k={breaks['k']} on latest mean NDVI · Leaflet {LEAFLET_VERSION}")

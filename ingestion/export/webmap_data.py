@@ -84,16 +84,87 @@ def change_scale() -> dict:
     return {"bins": list(CHANGE_BINS), "colors": [to_hex(cmap(0.1 + 0.8 * i / (n - 1))) for i in range(n)]}
 
 
+def indicator_decimals(indicator: str, decimals: int) -> int:
+    """Rounding of an indicator as in the GeoJSON exports: NDVI statistics and their changes to ``decimals``,
+    shares, their changes and trend slopes to 4 (ingestion.export.geojson)."""
+    return 4 if indicator.startswith("green_share_") or indicator.endswith("_trend") else decimals
+
+
+def indicator_label(indicator: str, labels: Mapping[str, str] | None = None) -> str:
+    """A legend title for an indicator field name (``green_share_dense_vegetation_change_baseline`` ...)."""
+    labels = labels or {}
+    base, suffix = indicator, ""
+    for end, text in (("_change_baseline", " – change against the baseline year"), ("_trend", " – trend per year")):
+        if indicator.endswith(end):
+            base, suffix = indicator[: -len(end)], text
+    if base == "mean_ndvi":
+        name = "Mean NDVI"
+    elif base == "median_ndvi":
+        name = "Median NDVI"
+    elif base.startswith("green_share_"):
+        cls = base.removeprefix("green_share_")
+        name = f"Green share ({labels.get(cls, cls.replace('_', ' '))})"
+    else:
+        name = base
+    return name + suffix
+
+
+def _short_label(field: str, labels: Mapping[str, str] | None) -> str:
+    """A popup column header: ``Median``, the green-share class label, or ``Mean vs baseline``."""
+    if field == "median_ndvi":
+        return "Median"
+    if field == "mean_ndvi_change_baseline":
+        return "Mean vs baseline"
+    cls = field.removeprefix("green_share_")
+    return (labels or {}).get(cls, cls.replace("_", " "))
+
+
+def indicator_kind(indicator: str) -> str:
+    """``ndvi``, ``share``, ``change`` or ``trend``: how the page formats an indicator's values."""
+    if indicator.endswith("_change_baseline"):
+        return "change"
+    if indicator.endswith("_trend"):
+        return "trend"
+    return "share" if indicator.startswith("green_share_") else "ndvi"
+
+
+def _indicator_views(latest: gpd.GeoDataFrame, indicators: Mapping[str, Mapping[str, Any]], decimals: int,
+                     labels: Mapping[str, str] | None) -> tuple[list[dict], dict[str, dict[str, Any]]]:
+    """The indicator selector's entries (id, label, kind, scale) and, per district code, its values and classes."""
+    entries, per_district = [], defaultdict(lambda: {"values": {}, "classes": {}})
+    for name, scale in indicators.items():
+        if name not in latest:
+            continue
+        entries.append({"id": name, "label": indicator_label(name, labels), "kind": indicator_kind(name),
+                        "decimals": indicator_decimals(name, decimals),
+                        "scale": {key: scale[key] for key in ("scheme", "k", "bins", "min", "max", "colors")}})
+        for code, value in zip(latest["district_code"], latest[name], strict=True):
+            entry = per_district[str(code)]
+            entry["values"][name] = _number(value, indicator_decimals(name, decimals))
+            entry["classes"][name] = class_index(value, scale["bins"], len(scale["colors"]))
+    return entries, per_district
+
+
 def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
                 change: Iterable[Mapping[str, Any]], breaks: Mapping[str, Any], *, title: str,
-                decimals: int = 2, basemap_url: str | None = None) -> dict:
+                decimals: int = 2, basemap_url: str | None = None,
+                indicators: Mapping[str, Mapping[str, Any]] | None = None,
+                labels: Mapping[str, str] | None = None) -> dict:
     """Everything the page needs, as plain JSON-ready data.
 
     ``latest`` is the latest layer (``stats.latest_stats``: one row per current district, any CRS);
     ``yearly`` and ``change`` are rows of ``analytics.ndvi_stats_yearly`` and ``analytics.ndvi_change``.
     Rows of districts that are not in ``latest`` are ignored. Views: latest, each year, and the change of each
-    year that has a previous year with valid pixels.
+    year that has a previous year with valid pixels. ``indicators`` (``breaks.json``'s ``indicators``: field
+    name -> breaks) feed the indicator selector: each district's latest value of each indicator, rounded as in
+    the GeoJSON, and its class. ``labels``: green-share class name -> legend label. The yearly rows may carry
+    ``median_ndvi``, ``green_share_<class>`` and ``mean_ndvi_change_baseline`` for the popup's series.
     """
+    selector, selector_values = _indicator_views(latest, indicators or {}, decimals, labels)
+    series_fields = sorted({key for row in yearly for key in row
+                            if key in ("median_ndvi", "mean_ndvi_change_baseline") or
+                            (key.startswith("green_share_") and not key.endswith("_change_baseline"))},
+                           key=lambda k: (k != "median_ndvi", k.startswith("mean"), k))
     ndvi_bins, ndvi_classes = breaks["bins"], len(breaks["colors"])
     changes = change_scale()
     per_year: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -102,6 +173,8 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
     for row in yearly:
         code, year = row["district_code"], int(row["year"])
         per_year[code][str(year)] = rounded_stats(row, decimals)
+        for field in series_fields:
+            per_year[code][str(year)][field] = _number(row.get(field), indicator_decimals(field, decimals))
         classes[code][f"year-{year}"] = class_index(row.get("mean_ndvi"), ndvi_bins, ndvi_classes)
         years.add(year)
     per_change: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -130,6 +203,9 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
             "change": per_change.get(code, {}),
             # class index per view id (latest, year-YYYY, change-YYYY); missing or None = no value
             "classes": {"latest": class_index(row.get("mean_ndvi"), ndvi_bins, ndvi_classes), **classes[code]},
+            # the indicator selector: latest value and class per indicator field
+            "indicators": selector_values[code]["values"] if code in selector_values else {},
+            "indicator_classes": selector_values[code]["classes"] if code in selector_values else {},
         }})
 
     views = [{"id": "latest", "kind": "latest", "label": "Latest mean NDVI"}]
@@ -142,6 +218,10 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
         "years": [str(y) for y in sorted(years)],
         "views": views,
         "ndvi_scale": {key: breaks[key] for key in ("scheme", "k", "bins", "min", "max", "colors")},
+        "indicators": selector,
+        "series_fields": [{"id": f, "label": indicator_label(f, labels), "short": _short_label(f, labels),
+                           "kind": indicator_kind(f), "decimals": indicator_decimals(f, decimals)}
+                          for f in series_fields],
         "change_scale": changes,
         "basemap_url": basemap_url,
         "districts": {"type": "FeatureCollection", "features": features},

@@ -28,6 +28,7 @@ import shapely
 
 from ingestion.config import validate_year
 from ingestion.load.raster_wkb import raster_wkb
+from ingestion.load.settings import ensure_settings_tables
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                     districts_version text not null,
                     primary key (area_code, district_code)
                 )""")
+        # the statistics settings tables (dbt sources) exist from the first load on, even before any is written
+        ensure_settings_tables(conn)
 
 
 def districts_version(districts: gpd.GeoDataFrame) -> str:

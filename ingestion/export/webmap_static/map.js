@@ -17,14 +17,32 @@
   function fmtFraction(v) { return isNumber(v) ? (v * 100).toFixed(2) + " %" : "–"; }
   function fmtCount(v) { return isNumber(v) ? String(v) : "–"; }
   function fmtChange(v) { return isNumber(v) ? (v > 0 ? "+" : "") + v.toFixed(decimals) : "–"; }
+  // Indicator values (selector, legend, popup series): NDVI as NDVI, shares as percent, changes and trends
+  // signed; green-share changes in percentage points (pp).
+  function fmtIndicator(field, v) {
+    if (!isNumber(v)) return "–";
+    var share = field.id.indexOf("green_share_") === 0;
+    var sign = v > 0 ? "+" : "";
+    if (field.kind === "share") return (v * 100).toFixed(2) + " %";
+    if (field.kind === "change") return share ? sign + (v * 100).toFixed(2) + " pp" : sign + v.toFixed(decimals);
+    if (field.kind === "trend") return share ? sign + (v * 100).toFixed(2) + " pp/yr" : sign + v.toFixed(4) + "/yr";
+    return v.toFixed(decimals);
+  }
 
   // Classes are computed in Python on full-precision values (see webmap_data.class_index).
   function colourFor(props, view) {
+    if (view.kind === "indicator") {
+      var icls = props.indicator_classes[view.indicator.id];
+      return isNumber(icls) ? view.indicator.scale.colors[icls] : NO_DATA;
+    }
     var cls = props.classes[view.id];
     var colors = view.kind === "change" ? data.change_scale.colors : data.ndvi_scale.colors;
     return isNumber(cls) ? colors[cls] : NO_DATA;
   }
-  function scaleFor(view) { return view.kind === "change" ? data.change_scale : data.ndvi_scale; }
+  function scaleFor(view) {
+    if (view.kind === "indicator") return view.indicator.scale;
+    return view.kind === "change" ? data.change_scale : data.ndvi_scale;
+  }
 
   var map = L.map("map", { preferCanvas: false, zoomSnap: 0.25 });
   map.attributionControl.setPrefix("Leaflet");
@@ -41,7 +59,9 @@
     var facts = el("dl");
     [["Code", props.district_code, "code"],
      ["Latest values from", props.source_year === null ? "no year with valid pixels" : props.source_year,
-      "source-year"]].forEach(function (fact) {
+      "source-year"]].concat(current.kind === "indicator"
+      ? [[current.indicator.label, fmtIndicator(current.indicator, props.indicators[current.indicator.id]),
+          "indicator-value"]] : []).forEach(function (fact) {
       facts.appendChild(el("dt", fact[0]));
       facts.appendChild(el("dd", fact[1], fact[2]));
     });
@@ -65,6 +85,25 @@
       body.appendChild(row);
     });
     box.appendChild(table);
+    // a second, narrow table keeps the popup clear of the map's controls: median, green shares and the
+    // change of the mean against the baseline year, per year
+    if (data.series_fields.length) {
+      var series = el("table", null, "series");
+      var shead = el("tr");
+      shead.appendChild(el("th", "Year"));
+      data.series_fields.forEach(function (f) { shead.appendChild(el("th", f.short)); });
+      series.appendChild(el("thead")).appendChild(shead);
+      var sbody = series.appendChild(el("tbody"));
+      data.years.forEach(function (year) {
+        var s = props.years[year] || {};
+        var row = el("tr", null, String(props.source_year) === year ? "source-year" : "");
+        row.dataset.year = year;
+        row.appendChild(el("th", year, "year"));
+        data.series_fields.forEach(function (f) { row.appendChild(el("td", fmtIndicator(f, s[f.id]), f.id)); });
+        sbody.appendChild(row);
+      });
+      box.appendChild(series);
+    }
     return box;
   }
 
@@ -99,7 +138,10 @@
     var scale = scaleFor(view);
     scale.colors.forEach(function (colour, i) {
       var label;
-      if (view.kind === "change") {
+      if (view.kind === "indicator") {
+        var f = view.indicator;
+        label = fmtIndicator(f, i === 0 ? scale.min : scale.bins[i - 1]) + " – " + fmtIndicator(f, scale.bins[i]);
+      } else if (view.kind === "change") {
         if (i === 0) label = "≤ " + fmtChange(scale.bins[0]);
         else if (i === scale.bins.length) label = "> " + fmtChange(scale.bins[i - 1]);
         else label = fmtChange(scale.bins[i - 1]) + " to " + fmtChange(scale.bins[i]);
@@ -117,11 +159,15 @@
     var swatch = el("i");
     swatch.style.background = NO_DATA;
     none.appendChild(swatch);
-    none.appendChild(el("span", view.kind === "change" ? "no previous year" : "no valid pixels"));
+    none.appendChild(el("span", view.kind === "change" ? "no previous year"
+      : view.kind === "indicator" && view.indicator.kind !== "ndvi" && view.indicator.kind !== "share"
+        ? "no value (see the popup)" : "no valid pixels"));
     box.appendChild(none);
     box.appendChild(el("small", view.kind === "change"
       ? "NDVI change from the previous year with valid pixels"
-      : data.ndvi_scale.scheme + ", k=" + data.ndvi_scale.k + " (breaks.json, latest mean NDVI)"));
+      : view.kind === "indicator"
+        ? scale.scheme + ", k=" + scale.k + " (breaks.json indicators." + view.indicator.id + ", latest layer)"
+        : data.ndvi_scale.scheme + ", k=" + data.ndvi_scale.k + " (breaks.json, latest mean NDVI)"));
   };
   legend.addTo(map);
 
@@ -130,6 +176,36 @@
     districts.setStyle(styleFor);
     legend.update(view);
     map.getContainer().dataset.view = view.id;
+    if (selector) selector.value = view.kind === "indicator" ? view.indicator.id : "";
+  }
+
+  // The indicator selector: mean, median, each green share, their change against the baseline year and
+  // their trend, each on the latest layer with its own breaks (breaks.json "indicators").
+  var selector = null;
+  var indicatorViews = {};
+  data.indicators.forEach(function (ind) {
+    indicatorViews[ind.id] = { id: "indicator-" + ind.id, kind: "indicator", indicator: ind, label: ind.label };
+  });
+  function showIndicator(id) { showView(indicatorViews[id]); }
+  if (data.indicators.length) {
+    var picker = L.control({ position: "topleft" });
+    picker.onAdd = function () {
+      var box = el("div", null, "indicator-picker leaflet-bar");
+      var label = el("label", "Indicator ");
+      selector = el("select");
+      selector.id = "indicator-select";
+      selector.appendChild(el("option", "(map layer)")).value = "";
+      data.indicators.forEach(function (ind) { selector.appendChild(el("option", ind.label)).value = ind.id; });
+      selector.addEventListener("change", function () {
+        if (selector.value) showIndicator(selector.value);
+        else showView(data.views[0]);
+      });
+      label.appendChild(selector);
+      box.appendChild(label);
+      L.DomEvent.disableClickPropagation(box);
+      return box;
+    };
+    picker.addTo(map);
   }
 
   // Views are empty layer groups in the layer control's radio list; choosing one restyles the districts.
@@ -154,5 +230,6 @@
   map.on("baselayerchange", function (event) { showView(event.layer.view); });
   showView(data.views[0]);
   // For people and browser tests poking at the page from the console.
-  window.ndviMap = { map: map, districts: districts, views: data.views, showView: showView };
+  window.ndviMap = { map: map, districts: districts, views: data.views, showView: showView,
+                     indicators: data.indicators, showIndicator: showIndicator };
 })();
