@@ -38,18 +38,27 @@ DEFAULT_CACHE = Path(os.environ.get("NDVI_BENCH_CACHE", ROOT / "data" / "benchma
 YEAR = 2024
 
 
-def generate_catalog(cache: Path, mpx: int) -> Path:
+REMOTE_CRS = "EPSG:28992"  # the remote case composites onto RD New, shifted and rotated against the UTM COGs
+
+
+def area_folder(cache: Path, mpx: int, remote: bool) -> Path:
+    """Local runs read the sample layout (256 px tiles); remote runs Earth Search's (1024 px, PREDICTOR=2)."""
+    return cache / (f"{mpx}mpx-earth-search" if remote else f"{mpx}mpx")
+
+
+def generate_catalog(cache: Path, mpx: int, remote: bool = False) -> Path:
     """The cached sample area of about ``mpx`` megapixels (generated on first use); returns its folder."""
     from ingestion.sample.generator import MARGIN, generate, synthetic_districts
 
-    out = cache / f"{mpx}mpx"
+    out = area_folder(cache, mpx, remote)
     if (out / "truth" / "truth.json").exists():
         return out
     side = (mpx * 1e6) ** 0.5 * 10 - 2 * MARGIN  # metres, so the imagery grid is about mpx megapixels
     out.mkdir(parents=True, exist_ok=True)
     districts = synthetic_districts(7, n=max(8, mpx * 2), size_m=(side, side))
     districts.to_file(out / "districts_in.gpkg", driver="GPKG")
-    generate(out, [YEAR], seed=7, districts_path=out / "districts_in.gpkg")
+    generate(out, [YEAR], seed=7, districts_path=out / "districts_in.gpkg",
+             cog_layout="earth-search" if remote else "sample")
     return out
 
 
@@ -62,6 +71,8 @@ def _items_and_grid(area: Path, url: str | None = None):
     from ingestion.vector_utils import to_wgs84
 
     districts = gpd.read_file(area / "districts_in.gpkg")
+    if url:
+        districts = districts.to_crs(REMOTE_CRS)
     aoi = districts.union_all()
     query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), YEAR)
     items = LocalStacSource(area / "catalog" / "catalog.json").select(query).items
@@ -70,6 +81,24 @@ def _items_and_grid(area: Path, url: str | None = None):
             for asset in item.assets.values():
                 asset.href = f"{url}/{Path(asset.href).resolve().relative_to(area.parent.resolve())}"
     return items, target_geobox(aoi, districts.crs.to_string(), 10)
+
+
+def floor(area: Path) -> tuple[int, int, dict]:
+    """Requests and bytes any reader needs for the AOI (every kept item's red, nir and scl), from the tile
+    tables; and the tile table of each file, by its path relative to the cache folder."""
+    from tests.cog_tiles import TileTable
+
+    items, geobox = _items_and_grid(area, url="http://floor")
+    requests = size = 0
+    tables = {}
+    for item in items:
+        for asset in item.assets.values():
+            rel = asset.href.removeprefix("http://floor/")
+            path = area.parent / rel
+            tables[rel] = TileTable.read(path)
+            n, b = tables[rel].floor(path, geobox)
+            requests, size = requests + n, size + b
+    return requests, size, tables
 
 
 def run_project(area: Path, chunk: int, url: str | None = None) -> None:
@@ -123,6 +152,24 @@ def _report(seconds: float, geobox, items, check_seconds: float = 0.0) -> None:
                       "items": len(items), "check_seconds": check_seconds}))
 
 
+def tile_fetches(log: list[tuple[str, int, int]], tables: dict) -> tuple[int, int, float]:
+    """From a request log: full-resolution tiles fetched (counting repeats), distinct tiles, the most times one
+    tile was fetched."""
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for rel, first, last in log:
+        by_file.setdefault(rel, []).append((first, last))
+    total = distinct = 0
+    most = 0.0
+    for rel, ranges in by_file.items():
+        if rel not in tables:
+            continue
+        counts = {t: c for t, c in tables[rel].fetched(ranges).items() if t[0] == 0 and c >= 0.5}
+        total += round(sum(counts.values()))
+        distinct += len(counts)
+        most = max(most, *counts.values(), 0.0)
+    return total, distinct, most
+
+
 def measure(method: str, area: Path, chunk: int, url: str | None = None) -> dict:
     """One run in a fresh interpreter; its JSON line."""
     remote = ["--url", url] if url else []
@@ -147,7 +194,7 @@ def main() -> int:
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
-        generate_catalog(args.cache, args.generate)
+        generate_catalog(args.cache, args.generate, args.remote)
         return 0
     if args.child:
         method, area = args.child
@@ -165,18 +212,25 @@ def main() -> int:
 def _compare(args: argparse.Namespace, server) -> int:
     """Both methods on every size, interleaved; prints the table."""
     rows = []
+    floors: dict[int, tuple[int, int, dict]] = {}
     for mpx in args.sizes:
         # generated in a child too, so this process stays small
-        subprocess.run([sys.executable, __file__, "--generate", str(mpx), "--cache", str(args.cache)], check=True)
-        area = args.cache / f"{mpx}mpx"
+        remote = ["--remote"] if server else []
+        subprocess.run([sys.executable, __file__, "--generate", str(mpx), "--cache", str(args.cache), *remote],
+                       check=True)
+        area = area_folder(args.cache, mpx, bool(server))
         runs: dict[str, list[dict]] = {"project": [], "baseline": []}
         traffic: dict[str, list[tuple[int, int]]] = {"project": [], "baseline": []}
+        fetches: dict[str, list[tuple[int, int, float]]] = {"project": [], "baseline": []}
+        if server:
+            floors[mpx] = floor(area)
         for _ in range(args.repeat):  # interleaved, so load changes on the shared machine hit both alike
             for method in runs:
-                before = (server.requests, server.bytes_sent) if server else (0, 0)
+                before = (server.requests, server.bytes_sent, len(server.log)) if server else (0, 0, 0)
                 runs[method].append(measure(method, area, args.chunk, server.url if server else None))
                 if server:
                     traffic[method].append((server.requests - before[0], server.bytes_sent - before[1]))
+                    fetches[method].append(tile_fetches(server.log[before[2]:], floors[mpx][2]))
         for method, results in runs.items():
             secs = [r["seconds"] for r in results]
             first = results[0]
@@ -185,7 +239,8 @@ def _compare(args: argparse.Namespace, server) -> int:
                          "rss": max(r["rss_mb"] for r in results),
                          "check": statistics.median(r["check_seconds"] / r["seconds"] for r in results),
                          "requests": statistics.median(t[0] for t in traffic[method]) if server else None,
-                         "mb": statistics.median(t[1] for t in traffic[method]) / 1e6 if server else None})
+                         "mb": statistics.median(t[1] for t in traffic[method]) / 1e6 if server else None,
+                         "fetches": fetches[method][0] if server else None})
         print(f"done {mpx} Mpx", file=sys.stderr, flush=True)
 
     where = f"remote, {args.latency_ms:g} ms per request" if server else "local files"
@@ -201,6 +256,15 @@ def _compare(args: argparse.Namespace, server) -> int:
         traffic = f"{row['requests']:.0f} | {row['mb']:.1f}" if server else "– | –"
         print(f"| {row['mpx']:.1f} Mpx | {row['items']} | {row['method']} | {row['best']:.2f} ({row['median']:.2f}) "
               f"| {rate:.1f} | {row['rss']:.0f} | {ratio:.2f}x | {check} | {traffic} |")
+    if server:
+        print("\n| grid | method | requests / floor | bytes / floor | tile fetches / distinct tiles (most of one) |")
+        print("|---|---|---|---|---|")
+        for row in rows:
+            n_floor, b_floor, _ = floors[row["size"]]
+            total, distinct, most = row["fetches"]
+            print(f"| {row['mpx']:.1f} Mpx | {row['method']} | {row['requests']:.0f} / {n_floor} = "
+                  f"{row['requests'] / n_floor:.2f} | {row['mb']:.1f} MB / {b_floor / 1e6:.1f} MB = "
+                  f"{row['mb'] * 1e6 / b_floor:.2f} | {total} / {distinct} ({most:.1f}) |")
     by = {(r["size"], r["method"]): r for r in rows}
     sizes = sorted(args.sizes)
     if len(sizes) > 1:

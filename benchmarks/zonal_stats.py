@@ -216,15 +216,21 @@ def load_case(case: Case, dsn: str, workdir: Path) -> Path:
                           geobox=GeoBox((height, width), case.transform, case.crs))
     cog = write_composite_cog(composite, workdir / f"{case.name}.tif")
     with psycopg.connect(dsn) as conn:
-        conn.execute("set client_min_messages = warning")
-        conn.execute("drop schema if exists analytics cascade")  # a fresh build of every model
-        conn.commit()
+        clear_database(conn)
         replace_districts(conn, case.districts)
-        conn.execute("delete from raw.ndvi_composites")
-        conn.commit()
         load_composite(conn, AREA, YEAR, cog)
         write_statistics_settings(conn, AREA, DEFAULT_GREEN_THRESHOLDS, YEAR)
     return cog
+
+
+def clear_database(conn: psycopg.Connection) -> None:
+    """Drop every dbt model (a fresh build follows) and empty the raw tables of every area; commits."""
+    conn.execute("set client_min_messages = warning")
+    conn.execute("drop schema if exists analytics cascade")
+    for table in ("ndvi_composites", "districts", "districts_staged"):
+        if conn.execute("select to_regclass(%s)", (f"raw.{table}",)).fetchone()[0] is not None:
+            conn.execute(f"delete from raw.{table}")  # noqa: S608 - a fixed table name
+    conn.commit()
 
 
 def replace_districts(conn: psycopg.Connection, districts: gpd.GeoDataFrame) -> None:

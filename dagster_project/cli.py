@@ -16,9 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from dagster_project.definitions import build_definitions
+from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
 from dagster_project.partitions import area_year_key
+from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
+from dagster_project.run_watch import RunWatch
 from ingestion.config import ConfigError, PipelineConfig, load_config
 
 #: Without -v: Dagster's console logger off (events still go to the instance) and dbt's log lines, which
@@ -28,6 +32,10 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"),
            ("offsets_contradicted", "offset metadata contradicted by pixels"), ("valid_fraction", "valid"),
            ("dagster/row_count", "rows"), ("districts", "districts"))
+
+
+class Interrupted(Exception):
+    """A run was stopped by SIGINT or SIGTERM; no further run starts."""
 
 
 @dataclass
@@ -68,14 +76,20 @@ def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult) -> 
 
 def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Iterable[int] | None = None,
         instance: dg.DagsterInstance | None = None, verbose: bool = False, inputs: bool = True,
-        latest: bool = True, echo: Callable[[str], None] = print) -> list[dg.ExecuteInProcessResult]:
+        latest: bool = True, echo: Callable[[str], None] | None = None) -> list[dg.ExecuteInProcessResult]:
     """Per area: ``area_inputs`` (unless not ``inputs``), then ``yearly_ndvi`` for each year, then
     ``latest_ndvi`` (unless not ``latest``).
 
     ``areas`` and ``years`` default to every configured one (a year is run only for areas that list it;
     ``years=[]`` runs none). A failing year does not stop the others; the latest layer is refreshed from
-    what succeeded. Returns every run's result.
+    what succeeded. Returns every run's result. ``echo`` (default: print to this moment's stdout, flushed)
+    receives the lines; raises :class:`Interrupted` after a run stopped by SIGINT or SIGTERM.
     """
+    if echo is None:
+        stdout = sys.stdout  # not the capture that hides dbt's own output while a run executes
+
+        def echo(line: str) -> None:
+            print(line, file=stdout, flush=True)
     defs = build_definitions(config)
     defs.resources["dbt"].manifest_future()  # parse the dbt project while the first steps run
     jobs = {name: defs.resolve_job_def(name) for name in ("area_inputs", "yearly_ndvi", "latest_ndvi")}
@@ -84,20 +98,32 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     results = []
 
     def execute(job: str, key: str | dg.MultiPartitionKey, label: str) -> bool:
+        for line in release_dead_runs(instance):
+            echo(f"       {line}")
+        run_id = make_new_run_id()
         captured = io.StringIO()
-        with contextlib.redirect_stdout(sys.stdout if verbose else captured):
+        with RunWatch(instance, run_id, echo) as watch, \
+                contextlib.redirect_stdout(sys.stdout if verbose else captured):
             result = jobs[job].execute_in_process(partition_key=key, instance=instance, run_config=run_config,
-                                                  raise_on_error=False)
+                                                  raise_on_error=False, run_id=run_id, tags=owner_tags())
         results.append(result)
-        if not result.success and captured.getvalue():
-            echo("\n".join(captured.getvalue().splitlines()[-20:]))
         for line in _step_lines(job, label, result):
             echo(str(line))
+        if watch.interrupted:
+            for run in unfinished(instance, [run_id]):
+                instance.report_run_failed(run, "Interrupted by SIGINT or SIGTERM.")
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            instance.add_run_tags(run_id, {FAILURE_TAG: "interrupted by SIGINT or SIGTERM"})
+            echo(f"       {job} {label} interrupted (SIGINT or SIGTERM): run {run_id} marked failed, its slots freed")
+            raise Interrupted(run_id)
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            reason = failure.event_specific_data.error.message.strip() if failure else "see the Dagster UI"
-            reason = reason.removeprefix("dagster._core.definitions.events.Failure: ")
-            echo(f"       {job} {label} failed: {reason.splitlines()[0] if reason else ''}")
+            causes = failure_lines(result)
+            for step, cause, details in causes:
+                echo(f"       {job} {label} failed in {step}: {cause}")
+                for detail in details:
+                    echo(f"           {detail}")
+            first = f"{causes[0][0]}: {causes[0][1]}"
+            instance.add_run_tags(run_id, {FAILURE_TAG: first[:MAX_TAG_CHARS]})
         return result.success
 
     selected_areas = [config.area(a) for a in areas] if areas else list(config.areas)
@@ -134,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = run(config, args.area, args.year, verbose=args.verbose)
+    try:
+        results = run(config, args.area, args.year, verbose=args.verbose)
+    except Interrupted:
+        return 130
     return 0 if results and all(r.success for r in results) else 1
 
 

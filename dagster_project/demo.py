@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dagster_project.cli import run
+from dagster_project.cli import Interrupted, run
 from ingestion.config import load_config
 from ingestion.paths import data_dir
 from ingestion.sample.generator import generate
@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating the synthetic sample area in {sample}")
         generate(sample, [2019, 2024])
     config = load_config()
-    results = run(config, verbose=verbose)
+    try:
+        results = run(config, verbose=verbose)
+    except Interrupted:
+        return 130
     for area in config.areas:
         out = area.area_dir
         print(f"\nOutputs of area {area.code} in {out}:")

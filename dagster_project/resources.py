@@ -9,7 +9,10 @@ import dagster as dg
 import psycopg
 from dagster_dbt import DbtProject
 
+from dagster_project.run_health import record_owner
 from ingestion.db.connection import connect, pg_environment, resolve_dsn
+from ingestion.db.dbt_lock import dbt_lock as shared_dbt_lock
+from ingestion.db.dbt_lock import this_process
 from ingestion.paths import PROJECT_ROOT
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -21,6 +24,11 @@ class PostGISResource(dg.ConfigurableResource):
 
     dsn: str | None = None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # every job uses this resource: name the process that runs it, so a dead run can be told apart
+        if context.instance is not None and context.run_id is not None:
+            record_owner(context.instance, context.run_id)
+
     def connect(self) -> psycopg.Connection:
         return connect(self.dsn)
 
@@ -29,18 +37,11 @@ class PostGISResource(dg.ConfigurableResource):
         return pg_environment(self.dsn if self.dsn is not None else resolve_dsn())
 
 
-#: Advisory lock key held while dbt runs: dbt's table swaps and first-time table creation are not safe
-#: for two concurrent runs, so runs from different processes (or Dagster deployments) take turns.
-DBT_LOCK_KEY = 7_214_002
-
-
 @contextmanager
-def dbt_lock(postgis: PostGISResource) -> Iterator[None]:
-    """Hold a session advisory lock for the duration of a dbt invocation."""
-    with postgis.connect() as conn:
-        conn.autocommit = True
-        conn.execute("select pg_advisory_lock(%s)", (DBT_LOCK_KEY,))
-        try:
-            yield
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", (DBT_LOCK_KEY,))
+def dbt_lock(postgis: PostGISResource, context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Hold the dbt lock (:mod:`ingestion.db.dbt_lock`, shared with ``ndvi-dbt``) while the step's dbt runs;
+    a step that has to wait says for whom in its log."""
+    partition = context.partition_key if context.has_partition_key else ""
+    who = f"dagster run {context.run_id[:8]} {context.op_def.name} {partition} {this_process()}"
+    with shared_dbt_lock(who, postgis.dsn if postgis.dsn is not None else resolve_dsn(), echo=context.log.info):
+        yield

@@ -222,6 +222,8 @@ class ComputeConfig(_Section):
     dask_scheduler: str | None = Field(None, description="Dask scheduler address (tcp://host:8786); default "
                                                          "$DASK_SCHEDULER_ADDRESS, else local threads")
     chunk_size: int = Field(1024, description="block size of the composite in pixels (a multiple of 256)")
+    io_concurrency: int = Field(16, ge=1, le=256, description="COG reads in flight per process (the items and "
+                                                              "bands of a block, and the offset check, at once)")
     gdal_options: dict[str, Any] = Field(default_factory=dict, description="GDAL config options over the cloud "
                                                                            "defaults (e.g. GDAL_HTTP_MAX_RETRY)")
 

@@ -17,11 +17,21 @@ import numpy as np
 import psycopg
 from shapely.geometry.base import BaseGeometry
 
+from ingestion.atomic import published
 from ingestion.config import AreaConfig, validate_year
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
-from ingestion.export.stats import change_history, latest_stats, stats_years, yearly_history, yearly_stats
+from ingestion.export.stats import (
+    change_history,
+    district_shapes,
+    latest_stats,
+    stats_years,
+    with_baseline_changes,
+    yearly_frame,
+    yearly_history,
+    yearly_stats,
+)
 from ingestion.export.webmap import write_web_map
 from ingestion.imagery.composite import CompositeSummary, stream_composite
 from ingestion.imagery.gdal_env import gdal_options
@@ -113,9 +123,8 @@ def build_aoi(cfg: AreaConfig, districts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if not geom.intersects(districts.union_all()):
         raise ValueError(f"boundary {cfg.boundary} does not overlap any district")
     aoi = gpd.GeoDataFrame({"area": [cfg.name]}, geometry=[geom], crs=crs)
-    path = aoi_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aoi.to_file(path, driver="GPKG", layer="aoi")
+    with published(aoi_path(cfg)) as tmp:
+        aoi.to_file(tmp, driver="GPKG", layer="aoi")
     return aoi
 
 
@@ -147,7 +156,7 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     selection = screen_items(source.select(query), cfg.imagery.on_bad_item)
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
-                            gdal_options(cfg.compute.gdal_options))
+                            gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)
     selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
@@ -156,16 +165,21 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     path = composite_path(cfg, year)
     composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
                                  chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
-                                 gdal=cfg.compute.gdal_options, offsets=offsets.decisions)
+                                 gdal=cfg.compute.gdal_options, offsets=offsets.decisions,
+                                 io_concurrency=cfg.compute.io_concurrency)
     log.info("composite for %d written to %s", year, path)
     return YearComposite(year, path, composite, selection)
 
 
 def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:
-    """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``."""
+    """``{year}/stats/zonal_stats_{year}.geojson`` from ``analytics.ndvi_stats_yearly``.
+
+    The read is one transaction that ends before the file is written (``conn`` must have none open).
+    """
     year = validate_year(year)
-    return write_stats_geojson(yearly_stats(conn, cfg.code, year), yearly_geojson_path(cfg, year),
-                               cfg.exports.decimals)
+    with conn.transaction():
+        stats = yearly_stats(conn, cfg.code, year)
+    return write_stats_geojson(stats, yearly_geojson_path(cfg, year), cfg.exports.decimals)
 
 
 @dataclass
@@ -180,17 +194,45 @@ class LatestExport:
     web_map: Path | None = None
 
 
-def refresh_yearly_exports(conn: psycopg.Connection, cfg: AreaConfig) -> list[Path]:
-    """Re-write the yearly GeoJSON of every year in ``analytics.ndvi_stats_yearly`` whose content changed.
+@dataclass
+class LatestInputs:
+    """What the latest export reads from PostGIS, all from one snapshot; geometries in the working CRS."""
+
+    districts: gpd.GeoDataFrame  # the area's published districts (code, name, geometry)
+    latest: gpd.GeoDataFrame  # stats.latest_stats: every district with its latest statistics
+    years: list[int]  # every year of the area in analytics.ndvi_stats_yearly
+    history: list[dict]  # stats.yearly_history: every year's statistics of every current district
+    change: list[dict]  # stats.change_history
+
+
+def read_latest_inputs(conn: psycopg.Connection, area_code: str) -> LatestInputs:
+    """Read everything the latest export needs in one read-only, repeatable-read transaction, which is
+    committed before this returns (``conn`` must have no transaction open).
+
+    Why: classifying and drawing 14,000 districts takes seconds to minutes of Python; a transaction left
+    open meanwhile ("idle in transaction") holds its snapshot and locks (dbt's table swaps wait on it, and
+    vacuum cannot clean up behind it). One snapshot also keeps the latest layer, the yearly files and the
+    web map's history consistent with each other while a dbt build commits beside it.
+    """
+    with conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        return LatestInputs(district_shapes(conn, area_code), latest_stats(conn, area_code),
+                            stats_years(conn, area_code),
+                            with_baseline_changes(conn, area_code, yearly_history(conn, area_code)),
+                            change_history(conn, area_code))
+
+
+def refresh_yearly_exports(inputs: LatestInputs, cfg: AreaConfig) -> list[Path]:
+    """Re-write the yearly GeoJSON of every year in ``inputs.years`` whose content changed.
 
     A re-districting recomputes every year's statistics in one dbt run; this keeps every year's file to the
     current districts too. Unchanged files are left as they are. Returns the files that were (re)written.
     """
     written = []
-    for year in stats_years(conn, cfg.code):
+    for year in inputs.years:
         path = yearly_geojson_path(cfg, year)
         before = path.stat().st_mtime_ns if path.exists() else None
-        export_year(conn, cfg, year)
+        write_stats_geojson(yearly_frame(inputs.districts, inputs.history, year), path, cfg.exports.decimals)
         if path.stat().st_mtime_ns != before:
             written.append(path)
     return written
@@ -211,16 +253,17 @@ def indicator_breaks(stats: gpd.GeoDataFrame, cfg: AreaConfig) -> dict[str, dict
     return out
 
 
-def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
-    """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map.
+def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
+    """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map,
+    from what :func:`read_latest_inputs` read; touches no database.
 
     Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`).
     """
-    refreshed = refresh_yearly_exports(conn, cfg)
+    refreshed = refresh_yearly_exports(inputs, cfg)
     if refreshed:
         log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
                  ", ".join(p.name for p in refreshed))
-    stats = latest_stats(conn, cfg.code)
+    stats = inputs.latest
     out = cfg.area_dir / "latest"
     geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
     values = stats["mean_ndvi"].astype(float).to_numpy()
@@ -228,9 +271,14 @@ def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
     breaks["indicators"] = indicator_breaks(stats, cfg)
     breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
     png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
-    web_map = write_web_map(out, stats, yearly_history(conn, cfg.code), change_history(conn, cfg.code), breaks,
+    web_map = write_web_map(out, stats, inputs.history, inputs.change, breaks,
                             title=f"{cfg.name}: NDVI per district", decimals=cfg.exports.decimals,
                             basemap_url=cfg.exports.basemap_url,
                             labels={t.name: t.display_label for t in cfg.statistics.green_thresholds})
     return LatestExport(geojson, breaks_path, out / "ndvi_latest_map.png", breaks, png, len(stats),
                         int(np.isfinite(values).sum()), web_map=web_map)
+
+
+def export_latest(conn: psycopg.Connection, cfg: AreaConfig) -> LatestExport:
+    """:func:`read_latest_inputs`, then :func:`write_latest` with the read transaction already committed."""
+    return write_latest(read_latest_inputs(conn, cfg.code), cfg)

@@ -43,6 +43,16 @@ def _read(path: str, layer: str | None, what: str, **read_options: Any) -> gpd.G
         return gdf
     if gdf.crs is None:
         raise VectorInputError(f"{what} file {path} has no CRS; assign one (e.g. ogr2ogr -a_srs EPSG:28992)")
+    return _as_2d(gdf, what, path)
+
+
+def _as_2d(gdf: gpd.GeoDataFrame, what: str, path: str) -> gpd.GeoDataFrame:
+    """Drop Z (and M) coordinates: 3D exports are common, the pipeline and ``raw.*`` are 2D."""
+    has_z = gdf.geometry.has_z
+    if has_z.any():
+        log.info("%s file %s: %d of %d geometries have Z coordinates; reading them as 2D", what, path,
+                 int(has_z.sum()), len(gdf))
+        gdf = gdf.set_geometry(shapely.force_2d(gdf.geometry.values))
     return gdf
 
 

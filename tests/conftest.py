@@ -40,6 +40,17 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+@pytest.fixture
+def bench_dsn(database_url: str) -> str:
+    """The embedded cluster's ``ndvi_bench`` database, for tests that load cases with the zonal benchmark's
+    loaders (they replace raw.* and analytics.* there); or ``NDVI_BENCH_DATABASE_URL``."""
+    if url := os.environ.get("NDVI_BENCH_DATABASE_URL"):
+        return url
+    if database_url != embedded_dsn("ndvi_test"):
+        pytest.skip("set NDVI_BENCH_DATABASE_URL to a scratch PostGIS database to run the benchmark check")
+    return embedded_dsn("ndvi_bench")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -11,12 +12,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import rasterio
 import rasterio.windows
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -121,3 +125,14 @@ def numpy_zonal(cog, districts) -> dict:
         values = ndvi[inside & (ndvi != nodata)].astype(np.float64)
         out[code] = (int(inside.sum()), values)
     return out
+
+
+def zonal_benchmark() -> ModuleType:
+    """``benchmarks/zonal_stats.py`` as a module (its case builders, loaders and numpy reference)."""
+    if "zonal_stats" in sys.modules:
+        return sys.modules["zonal_stats"]
+    spec = importlib.util.spec_from_file_location("zonal_stats", PROJECT_ROOT / "benchmarks" / "zonal_stats.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zonal_stats"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

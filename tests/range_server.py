@@ -4,7 +4,9 @@
 failed 20 times, but never more than ``max_retries_failed`` (2) times to the same request (path and range):
 with concurrent readers a request's retries could otherwise keep landing on every third request and exhaust
 any retry count, which made the test depend on thread timing. ``broken={"a/b.tif"}`` answers 503 to every
-request for those paths, for ever. ``requests`` and ``failures`` count what it received and refused.
+request for those paths, for ever. ``cut={"a/b.tif": 4096}`` answers every request for those paths with the
+full ``Content-Length`` but sends at most that many bytes of the body, then closes the connection (a body cut
+off mid-transfer). ``requests`` and ``failures`` count what it received and refused.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ class RangeServer:
     """Serves the files under ``root`` at ``url`` (HEAD and GET, single ``bytes=a-b`` ranges)."""
 
     def __init__(self, root: Path, fail_every: int = 0, fail_budget: int = 0, broken: set[str] | None = None,
-                 max_retries_failed: int = 2, latency: float = 0.0) -> None:
+                 max_retries_failed: int = 2, latency: float = 0.0, cut: dict[str, int] | None = None) -> None:
         self.root = Path(root).resolve()
+        self.cut = dict(cut or {})
         self.latency = latency  # seconds added to every request, as a distant bucket would
         self.bytes_sent = 0
+        #: (path relative to root, first byte, last byte) of every range answered, in order
+        self.log: list[tuple[str, int, int]] = []
+        #: (start, end, method, range header) of every request, monotonic seconds
+        self.timeline: list[tuple[float, float, str, str]] = []
         self.fail_every, self.fail_budget, self.broken = fail_every, fail_budget, set(broken or ())
         self.max_retries_failed = max_retries_failed
         self._failed: dict[tuple[str, str], int] = {}
@@ -47,9 +54,19 @@ class RangeServer:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
+                started = time.monotonic()
                 if server.latency:
                     time.sleep(server.latency)
+                try:
+                    self._answer(body)
+                finally:
+                    with server._lock:
+                        server.timeline.append((started, time.monotonic(), self.command,
+                                                self.headers.get("Range") or ""))
+
+            def _answer(self, body: bool) -> None:
                 rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+                self._cut = server.cut.get(rel)
                 path = (server.root / rel).resolve()
                 if server._should_fail(rel, self.headers.get("Range")):
                     return self._send(503, b"injected failure", body)
@@ -66,6 +83,9 @@ class RangeServer:
                 with path.open("rb") as f:  # only the range, so big files cost what is asked for
                     f.seek(start)
                     data = f.read(end + 1 - start)
+                if body:
+                    with server._lock:
+                        server.log.append((rel, start, end))
                 self._send(206, data, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
             def _send(self, status: int, payload: bytes, body: bool, headers: dict[str, str] | None = None,
@@ -77,7 +97,12 @@ class RangeServer:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                if body:
+                if body and self._cut is not None and status in (200, 206):
+                    self.wfile.write(payload[:self._cut])
+                    self.close_connection = True
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the body stops short of its Content-Length
+                elif body:
                     self.wfile.write(payload)
                     with server._lock:
                         server.bytes_sent += len(payload)

@@ -19,6 +19,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 
 from dagster_project.cli import run
+from dagster_project.definitions import build_definitions
 from ingestion.cli.dbt import DBT_PROJECT_DIR
 from ingestion.config import load_config
 from tests.helpers import numpy_zonal, read_on_geobox
@@ -149,6 +150,51 @@ def test_exports_are_valid_wgs84_with_every_district_and_monotonic_breaks(built)
     assert all(a < b for a, b in zip(bins, bins[1:], strict=False))
     assert breaks["min"] == pytest.approx(min(db_means.values())) and bins[-1] == pytest.approx(max(db_means.values()))
     assert (built["out"] / "latest" / "ndvi_latest_map.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _sessions_of(url: str, application: str) -> list[tuple[str, bool]]:
+    """(state, holds a snapshot) of every server session whose application_name is ``application``."""
+    with psycopg.connect(url, autocommit=True, application_name="session-watcher") as watcher:
+        return watcher.execute("select state, backend_xmin is not null from pg_stat_activity"
+                               " where application_name = %s", (application,)).fetchall()
+
+
+def test_latest_export_keeps_no_transaction_open_while_python_computes(built, monkeypatch):
+    """Classifying and drawing 14,000 districts takes minutes of Python: the database session that read the
+    statistics must not sit "idle in transaction" (holding its snapshot) meanwhile. Looked up in
+    pg_stat_activity from a second connection at the moment the breaks are computed; the classification
+    itself runs for real, and its breaks must equal mapclassify's own on the database values."""
+    import mapclassify
+
+    from ingestion import pipeline
+
+    cfg = load_config(built["config"]).area(AREA)
+    seen: dict[str, list] = {}
+    classify = pipeline.classify
+
+    def classify_watched(values, *args, **kwargs):
+        seen["sessions"] = _sessions_of(built["url"], "latest-export-test")
+        seen["values"] = values
+        return classify(values, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "classify", classify_watched)
+    # the plain function with the caller's connection: that session stays open, but idle and without snapshot
+    with psycopg.connect(built["url"], application_name="latest-export-test") as conn:
+        export = pipeline.export_latest(conn, cfg)
+    assert seen["sessions"] == [("idle", False)]
+
+    # the Dagster asset: its connection is closed before the compute (libpq names sessions by PGAPPNAME)
+    monkeypatch.setenv("PGAPPNAME", "latest-export-test")
+    seen.clear()
+    job = build_definitions(load_config(built["config"])).resolve_job_def("latest_ndvi")
+    assert job.execute_in_process(partition_key=AREA, instance=dg.DagsterInstance.ephemeral()).success
+    assert seen["sessions"] == []
+
+    with psycopg.connect(built["url"]) as conn:
+        means = [r[0] for r in conn.execute("select mean_ndvi from analytics.ndvi_stats_latest"
+                                            " where mean_ndvi is not null").fetchall()]
+    assert sorted(seen["values"][~pd.isna(seen["values"])]) == pytest.approx(sorted(means))
+    assert export.breaks["bins"] == pytest.approx(mapclassify.FisherJenks(means, k=5).bins.tolist())
 
 
 def test_dbt_build_on_its_own_passes(built):

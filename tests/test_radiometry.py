@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pystac
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -76,6 +76,7 @@ def test_reflectance_and_ndvi_values():
 _floats = st.floats(-2, 2, width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0])
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # CI machines may be loaded
 @given(hnp.arrays(np.float32, 50, elements=_floats), hnp.arrays(np.float32, 50, elements=_floats))
 def test_ndvi_never_lets_nan_inf_or_out_of_range_escape_as_a_value(red, nir):
     out = ndvi(red, nir)
@@ -86,6 +87,7 @@ def test_ndvi_never_lets_nan_inf_or_out_of_range_escape_as_a_value(red, nir):
     assert np.isnan(out[~((red + nir) > 0)]).all()
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hnp.arrays(np.uint8, 100, elements=st.integers(0, 11)))
 def test_default_mask_drops_exactly_the_design_classes(scl):
     mask = clear_mask(scl)
@@ -101,7 +103,7 @@ def test_scl_classes_by_name_or_id_and_unknown_rejected():
         validate_classes(["clouds"])
 
 
-@settings(deadline=None)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hnp.arrays(np.float32, (6, 3, 4), elements=st.floats(-1, 1, width=32) | st.just(np.nan)),
        st.lists(st.integers(0, 3), min_size=6, max_size=6))
 def test_composite_pixels_one_observation_per_day_and_no_nan_escape(stack, days):

@@ -80,8 +80,52 @@ def test_gdal_cachemax_reaches_rasterio_in_bytes():
     """rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 (bytes): 256 would be a 256-byte cache."""
     from ingestion.imagery.gdal_env import gdal_options
 
-    assert gdal_options()["GDAL_CACHEMAX"] == 256 * 1024 * 1024
+    assert gdal_options()["GDAL_CACHEMAX"] == 64 * 1024 * 1024
     assert gdal_options({"GDAL_CACHEMAX": "512"})["GDAL_CACHEMAX"] == 512 * 1024 * 1024
     assert gdal_options({"GDAL_CACHEMAX": 300_000_000})["GDAL_CACHEMAX"] == 300_000_000  # bytes, as GDAL reads it
     with pytest.raises(ValueError, match="GDAL_CACHEMAX must be a whole number of megabytes, got '1GB'"):
         gdal_options({"GDAL_CACHEMAX": "1GB"})
+
+
+@pytest.fixture(scope="module")
+def earth_search_layout(tmp_path_factory) -> Path:
+    """A 2024 catalog of about 1.7 Mpx in Earth Search's COG layout (1024 px tiles, PREDICTOR=2): 2 x 2 tiles
+    per file, so blocks of another grid share tiles."""
+    from ingestion.sample.generator import generate, synthetic_districts
+
+    out = tmp_path_factory.mktemp("es-layout")
+    synthetic_districts(5, n=12, size_m=(12_600.0, 12_600.0)).to_file(out / "districts.gpkg", driver="GPKG")
+    generate(out, [2024], seed=5, districts_path=out / "districts.gpkg", cog_layout="earth-search")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multirange", ["SERIAL", "YES"])
+def test_each_source_tile_is_fetched_once_per_composite(earth_search_layout, multirange):
+    """Over a range server with a request log: the composite (offset check included) onto RD New, whose blocks
+    cut through the UTM source tiles, fetches no full-resolution tile twice. GDAL's parallel multi-range reads
+    (``YES``) bypass its cache; the test sees the repeats they cause, so it can fail."""
+    from tests.cog_tiles import TileTable
+
+    root = earth_search_layout
+    districts = gpd.read_file(root / "districts.gpkg").to_crs("EPSG:28992")
+    aoi = districts.union_all()
+    query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), 2024)
+    items = LocalStacSource(root / "catalog" / "catalog.json").select(query).items
+    geobox = target_geobox(aoi, "EPSG:28992", 10)
+    with RangeServer(root) as server:
+        build_composite(served(items, server), geobox, chunk=512, gdal={"GDAL_HTTP_MULTIRANGE": multirange})
+        log = list(server.log)
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for rel, first, last in log:
+        ranges.setdefault(rel, []).append((first, last))
+    fetched = {}
+    for rel, spans in ranges.items():
+        counts = TileTable.read(root / rel).fetched(spans)
+        fetched.update({(rel, *tile): times for tile, times in counts.items() if tile[0] == 0})
+    assert len(fetched) >= 4 * len(items)  # the files' full-resolution tiles were really read over HTTP
+    repeated = {tile: times for tile, times in fetched.items() if times > 1.5}
+    if multirange == "SERIAL":  # the default
+        assert not repeated, sorted(repeated.items())[:5]
+    else:
+        assert repeated

@@ -8,30 +8,11 @@ one off the raster. Then re-districts (one district removed, one reshaped) to ch
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import psycopg
-import pytest
 
-from ingestion.db.connection import embedded_dsn
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import zonal_benchmark
 
-spec = importlib.util.spec_from_file_location("zonal_stats", PROJECT_ROOT / "benchmarks" / "zonal_stats.py")
-zonal_stats = importlib.util.module_from_spec(spec)
-sys.modules["zonal_stats"] = zonal_stats  # dataclasses look their module up there
-spec.loader.exec_module(zonal_stats)
-
-
-@pytest.fixture
-def bench_dsn(database_url: str) -> str:
-    """The embedded cluster's ``ndvi_bench`` database (the benchmark replaces raw.* and analytics.* there)."""
-    if url := os.environ.get("NDVI_BENCH_DATABASE_URL"):
-        return url
-    if database_url != embedded_dsn("ndvi_test"):
-        pytest.skip("set NDVI_BENCH_DATABASE_URL to a scratch PostGIS database to run the benchmark check")
-    return embedded_dsn("ndvi_bench")
+zonal_stats = zonal_benchmark()
 
 
 def test_model_equals_numpy_on_tiny_case_and_after_redistricting(bench_dsn, tmp_path):

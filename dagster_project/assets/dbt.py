@@ -80,7 +80,7 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: P
              config: PipelineConfig) -> Iterator[Any]:
     """``dbt build`` of the selected models and their tests, one run at a time across processes."""
     _write_settings(context, config, postgis)
-    with dbt_lock(postgis):
+    with dbt_lock(postgis, context):
         # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
         yield from dbt.build(context, exclude=("test_type:unit",))
 

@@ -34,7 +34,9 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     def latest_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
         area = config.area(context.partition_key)
         with postgis.connect() as conn:
-            latest = pipeline.export_latest(conn, area)
+            inputs = pipeline.read_latest_inputs(conn, area.code)
+        # closed before the breaks, maps and files are computed: no transaction waits on Python meanwhile
+        latest = pipeline.write_latest(inputs, area)
         context.log.info("%s: wrote %s, %s", area.code, latest.geojson, latest.breaks_path)
         return dg.MaterializeResult(metadata={
             "latest": dg.MetadataValue.path(str(latest.geojson)),

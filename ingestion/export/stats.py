@@ -58,23 +58,45 @@ def _with_distribution(frame: gpd.GeoDataFrame, names: list[str]) -> gpd.GeoData
     return frame.drop(columns=["green_threshold_names", "green_pixel_counts", "distribution_pixel_count"])
 
 
+YEARLY_COLUMNS = ("pixel_count", "valid_fraction", "min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi")
+
+
+def district_shapes(conn: psycopg.Connection, area_code: str) -> gpd.GeoDataFrame:
+    """The area's published districts (code, name, geometry in the working CRS), by district code."""
+    return _frame(conn, """
+        select d.district_code, d.district_name, st_asbinary(d.geometry) as wkb, st_srid(d.geometry) as srid
+        from raw.districts d
+        where d.area_code = %s
+        order by d.district_code""", (area_code,))
+
+
+def yearly_frame(districts: gpd.GeoDataFrame, history: list[dict], year: int) -> gpd.GeoDataFrame:
+    """Every district of ``districts`` (:func:`district_shapes`) with its statistics for ``year`` from
+    ``history`` (:func:`yearly_history` rows), NULL (None) where it has none; working CRS.
+
+    Built in Python so that the latest export can write every year's file from one read of the districts
+    and the statistics, with no transaction open (see ``pipeline.read_latest_inputs``).
+    """
+    year = validate_year(year)
+    by_code = {row["district_code"]: row for row in history if row["year"] == year}
+    rows = [by_code.get(code, {}) for code in districts["district_code"]]
+    data = {"district_code": list(districts["district_code"]), "district_name": list(districts["district_name"]),
+            "year": [row.get("year") for row in rows]}
+    # the percentiles and one green_share_<class> per class of the area (as yearly_history names them)
+    shares = [k for k in (history[0] if history else {}) if k.startswith("green_share_")
+              and not k.endswith("_change_baseline")]
+    data.update({column: [row.get(column) for row in rows] for column in (*YEARLY_COLUMNS, *PERCENTILE_FIELDS)})
+    frame = gpd.GeoDataFrame(data, geometry=list(districts.geometry), crs=districts.crs)
+    for column in shares:
+        frame[column] = pd.array([row.get(column) for row in rows], dtype="Float64")
+    return frame
+
+
 def yearly_stats(conn: psycopg.Connection, area_code: str, year: int) -> gpd.GeoDataFrame:
     """Every district of the area with its statistics for ``year`` (NULL stats where none), working CRS:
     those of ``ndvi_stats_yearly``, the percentiles and a ``green_share_<class>`` per class."""
-    return _with_distribution(_frame(conn, """
-        select d.district_code, d.district_name, s.year, s.pixel_count, s.valid_fraction,
-               s.min_ndvi, s.max_ndvi, s.mean_ndvi, s.stddev_ndvi,
-               dist.p10_ndvi, dist.p25_ndvi, dist.median_ndvi, dist.p75_ndvi, dist.p90_ndvi,
-               dist.green_threshold_names, dist.green_pixel_counts, dist.pixel_count as distribution_pixel_count,
-               st_asbinary(d.geometry) as wkb, st_srid(d.geometry) as srid
-        from raw.districts d
-        left join analytics.ndvi_stats_yearly s
-            on s.area_code = d.area_code and s.district_code = d.district_code and s.year = %s
-        left join analytics.ndvi_stats_yearly_distribution dist
-            on dist.area_code = d.area_code and dist.district_code = d.district_code and dist.year = %s
-        where d.area_code = %s
-        order by d.district_code""", (validate_year(year), validate_year(year), area_code)),
-        green_share_names(conn, area_code))
+    year = validate_year(year)
+    return yearly_frame(district_shapes(conn, area_code), yearly_history(conn, area_code, year), year)
 
 
 def latest_stats(conn: psycopg.Connection, area_code: str) -> gpd.GeoDataFrame:
@@ -157,9 +179,10 @@ def _records(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def yearly_history(conn: psycopg.Connection, area_code: str) -> list[dict]:
-    """Every year's statistics of every current district of the area (no geometry), by district and year,
-    with the percentiles, a ``green_share_<class>`` per class and ``<indicator>_change_baseline``."""
+def yearly_history(conn: psycopg.Connection, area_code: str, year: int | None = None) -> list[dict]:
+    """Every year's (or only ``year``'s) statistics of every current district of the area (no geometry), by
+    district and year, with the percentiles and a ``green_share_<class>`` per class (from the distribution
+    model's counts: no view needed, so the yearly job can export before any per-area model exists)."""
     names = green_share_names(conn, area_code)
     rows = _records(conn, """
         select s.district_code, s.year, s.pixel_count, s.valid_fraction,
@@ -170,16 +193,23 @@ def yearly_history(conn: psycopg.Connection, area_code: str) -> list[dict]:
         join raw.districts d on d.area_code = s.area_code and d.district_code = s.district_code
         left join analytics.ndvi_stats_yearly_distribution dist
             on dist.area_code = s.area_code and dist.district_code = s.district_code and dist.year = s.year
-        where s.area_code = %s
-        order by s.district_code, s.year""", (area_code,))
+        where s.area_code = %s and (%s::integer is null or s.year = %s::integer)
+        order by s.district_code, s.year""", (area_code, year, year))
+    for row in rows:
+        row.update(_green_shares(row, names))
+        for key in ("green_threshold_names", "green_pixel_counts", "distribution_pixel_count"):
+            row.pop(key)
+    return rows
+
+
+def with_baseline_changes(conn: psycopg.Connection, area_code: str, rows: list[dict]) -> list[dict]:
+    """``rows`` (:func:`yearly_history`) with ``<indicator>_change_baseline`` per indicator added
+    (``analytics.ndvi_change_baseline``; a per-area view, so for the latest export only)."""
     changes = {(r["district_code"], r["year"], r["indicator"]): r["change"] for r in _records(
         conn, "select district_code, year, indicator, change from analytics.ndvi_change_baseline"
               " where area_code = %s", (area_code,))}
     indicators = indicator_names(conn, area_code)
     for row in rows:
-        row.update(_green_shares(row, names))
-        for key in ("green_threshold_names", "green_pixel_counts", "distribution_pixel_count"):
-            row.pop(key)
         for name in indicators:
             row[f"{name}_change_baseline"] = changes.get((row["district_code"], row["year"], name))
     return rows

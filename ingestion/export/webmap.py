@@ -13,7 +13,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 import geopandas as gpd
 import xstatic.pkg.leaflet as xstatic_leaflet
 
+from ingestion.atomic import write_text
 from ingestion.export.webmap_data import map_payload
 
 MAP_FILE = "ndvi_map.html"
@@ -121,9 +121,4 @@ def write_web_map(folder: Path, latest: gpd.GeoDataFrame, yearly: Iterable[Mappi
     years = payload["years"]
     subtitle = (f"{len(payload['districts']['features'])} districts · years {', '.join(years) or 'none'} · "
                 f"classes: {breaks['scheme']}, k={breaks['k']} on latest mean NDVI · Leaflet {LEAFLET_VERSION}")
-    path = folder / MAP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_page(payload, subtitle), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(folder / MAP_FILE, render_page(payload, subtitle))

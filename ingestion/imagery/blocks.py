@@ -8,6 +8,8 @@ warp otherwise, e.g. the 20 m SCL onto the 10 m grid).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +20,10 @@ from odc.loader import RasterLoadParams, RasterSource, RioReader
 
 from ingestion.imagery.radiometry import Radiometry, ndvi, reflectance
 
-ASSETS = ("red", "nir", "scl")
 DTYPES = {"red": "uint16", "nir": "uint16", "scl": "uint8"}
+#: Reads in flight per process by default (``compute.io_concurrency``): over HTTPS a read waits 100-200 ms for
+#: each round trip, so many overlap; locally they cost a thread each and nothing else.
+DEFAULT_IO_CONCURRENCY = 16
 
 
 class CorruptImageError(RuntimeError):
@@ -42,7 +46,7 @@ class ItemReads:
 class BlockTask:
     """One block: ``roi`` (row and column slices, pixels) of the area grid, the block's own ``geobox`` (same
     CRS, metres), the items in mosaic order (by day, preferred product first), masked SCL classes, GDAL
-    options."""
+    options, and the reads in flight per process (``io_concurrency``)."""
 
     roi: tuple[slice, slice]
     geobox: GeoBox
@@ -50,6 +54,7 @@ class BlockTask:
     n_days: int
     masked: tuple[int, ...]
     gdal_options: dict[str, str | int]
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY
 
 
 def read_asset(href: str, geobox: GeoBox, dtype: str, item_id: str = "", key: str = "") -> np.ndarray:
@@ -176,23 +181,71 @@ def _clear_lut(masked: tuple[int, ...]) -> np.ndarray:
 def composite_block(task: BlockTask) -> np.ndarray:
     """(2, y, x) float32 block: band 0 median NDVI (NaN = no clear day), band 1 clear-day count.
 
-    SCL is read first: an item whose clear pixels in the block all have a value for their day already (the
-    second product of a ``_0``/``_1`` pair, a fully cloudy block) is not read further, which changes nothing
-    since a day's later items only fill its gaps.
+    Reads go to the process's reader pool (:func:`io_pool`, ``task.io_concurrency`` threads), so a block's items
+    and bands are fetched concurrently: over a network each read waits a round trip or more, and these waits
+    overlap instead of adding up. SCL comes first, for every item at once; ``red`` and ``nir`` are then read
+    only for the items that can fill a gap of their day (not the second product of a ``_0``/``_1`` pair, not a
+    fully cloudy item), and the day layers are filled in mosaic order exactly as one item after another would.
     """
     per_day = np.full((task.n_days, *task.geobox.shape), np.nan, dtype=np.float32)
     lut = _clear_lut(task.masked)
-    with rasterio.Env(**task.gdal_options):
-        for item in task.items:
-            red_href, nir_href, scl_href = item.hrefs
-            scl = read_asset(scl_href, task.geobox, DTYPES["scl"], item.item_id, "scl")
-            day = per_day[item.day]
-            fill = lut[scl]
-            fill &= np.isnan(day)
-            if not fill.any():
-                continue
-            red = read_asset(red_href, task.geobox, DTYPES["red"], item.item_id, "red")
-            nir = read_asset(nir_href, task.geobox, DTYPES["nir"], item.item_id, "nir")
-            np.copyto(day, ndvi(reflectance(red, item.red), reflectance(nir, item.nir)), where=fill)
+    pool = io_pool(task.io_concurrency)
+
+    def read(index: int, band: int) -> Future[np.ndarray]:
+        item = task.items[index]
+        key = ("red", "nir", "scl")[band]
+        return pool.submit(_read_in_env, task.gdal_options, item.hrefs[band], task.geobox, DTYPES[key],
+                           item.item_id, key)
+
+    clear = [lut[f.result()] for f in [read(i, 2) for i in range(len(task.items))]]
+    # What each item can add, judged from SCL alone: its clear pixels that no earlier item of its day covers.
+    # Exact for the fill below unless an earlier item had a clear pixel with no NDVI (DN 0); such an item is
+    # then read when the fill needs it.
+    covered: dict[int, np.ndarray] = {}
+    reads: dict[int, tuple[Future[np.ndarray], Future[np.ndarray]]] = {}
+    for i, item in enumerate(task.items):
+        seen = covered.setdefault(item.day, np.zeros(task.geobox.shape, dtype=bool))
+        if (clear[i] & ~seen).any():
+            reads[i] = (read(i, 0), read(i, 1))
+        seen |= clear[i]
+    for i, item in enumerate(task.items):
+        day = per_day[item.day]
+        fill = clear[i] & np.isnan(day)
+        if not fill.any():
+            continue
+        red_future, nir_future = reads.get(i) or (read(i, 0), read(i, 1))
+        red, nir = red_future.result(), nir_future.result()
+        np.copyto(day, ndvi(reflectance(red, item.red), reflectance(nir, item.nir)), where=fill)
     median, count = median_over_days(per_day)
     return np.stack([median, count.astype(np.float32)])
+
+
+def _read_in_env(options: dict[str, str | int], href: str, geobox: GeoBox, dtype: str, item_id: str,
+                 key: str) -> np.ndarray:
+    """:func:`read_asset` with the composite's GDAL options (rasterio's environment is per thread), one read of
+    a file at a time in this process: two blocks that need the same source tile at once would both miss GDAL's
+    cache and fetch it twice; in turn, the second finds it in ``CPL_VSIL_CURL_CACHE_SIZE``."""
+    with _file_lock(href), rasterio.Env(**options):
+        return read_asset(href, geobox, dtype, item_id, key)
+
+
+_file_locks: dict[str, threading.Lock] = {}
+
+
+def _file_lock(href: str) -> threading.Lock:
+    with _pools_lock:
+        return _file_locks.setdefault(href, threading.Lock())
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def io_pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of ``threads`` reader threads, shared by every block and composite (on a Dask worker:
+    that worker's), so reads in flight are bounded by the I/O concurrency, not by the compute threads."""
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cog-read")
+        return pool

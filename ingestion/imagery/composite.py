@@ -24,7 +24,14 @@ import numpy as np
 import pystac
 from odc.geo.geobox import GeoBox
 
-from ingestion.imagery.blocks import BlockTask, CorruptImageError, ItemReads, composite_block, composite_pixels
+from ingestion.imagery.blocks import (
+    DEFAULT_IO_CONCURRENCY,
+    BlockTask,
+    CorruptImageError,
+    ItemReads,
+    composite_block,
+    composite_pixels,
+)
 from ingestion.imagery.cog import CogStats, StreamedCogWriter
 from ingestion.imagery.gdal_env import configure_client, gdal_options
 from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
@@ -100,6 +107,7 @@ class CompositePlan:
     masked: tuple[int, ...]
     chunk: int
     gdal_options: dict[str, str | int]
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY
 
     def tasks(self) -> Iterator[BlockTask]:
         """One task per ``chunk`` x ``chunk`` block, row by row."""
@@ -107,7 +115,8 @@ class CompositePlan:
         for row in range(0, height, self.chunk):
             for col in range(0, width, self.chunk):
                 roi = (slice(row, min(row + self.chunk, height)), slice(col, min(col + self.chunk, width)))
-                yield BlockTask(roi, self.geobox[roi], self.items, len(self.days), self.masked, self.gdal_options)
+                yield BlockTask(roi, self.geobox[roi], self.items, len(self.days), self.masked, self.gdal_options,
+                                self.io_concurrency)
 
 
 def _href(item: pystac.Item, key: str) -> str:
@@ -118,12 +127,13 @@ def _href(item: pystac.Item, key: str) -> str:
 def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                    masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
                    gdal: Mapping[str, object] | None = None,
-                   offsets: Mapping[str, OffsetDecision] | None = None) -> CompositePlan:
+                   offsets: Mapping[str, OffsetDecision] | None = None,
+                   io_concurrency: int = DEFAULT_IO_CONCURRENCY) -> CompositePlan:
     """Order ``items`` (non-empty) by day and preference, number the days, resolve hrefs and radiometry.
 
     ``offsets``: each item's offset decision (``ingestion.imagery.offset_check``), as the pipeline made them
     while screening the items; when ``None`` the check runs here, and an unreadable asset raises
-    ``UnreadableAssetError``.
+    ``UnreadableAssetError``. ``io_concurrency``: reads in flight per process (the check's and the blocks').
     """
     if not items:
         raise ValueError("no items to composite")
@@ -132,7 +142,7 @@ def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
     masked = tuple(sorted(frozenset(masked_classes)))
     options = gdal_options(gdal)
     if offsets is None:
-        check = check_offsets(items, geobox, masked, options)
+        check = check_offsets(items, geobox, masked, options, threads=io_concurrency)
         if check.unreadable:
             raise next(iter(check.unreadable.values()))
         offsets = check.decisions
@@ -145,21 +155,21 @@ def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                                tuple(_href(item, k) for k in ("red", "nir", "scl")), decision.red, decision.nir))
         decisions[item.id] = decision
         log.info("scene %s (%s): %s", item.id, acquisition_day(item), decision.applied_text)
-    return CompositePlan(geobox, days, tuple(reads), decisions, masked, chunk, options)
+    return CompositePlan(geobox, days, tuple(reads), decisions, masked, chunk, options, io_concurrency)
 
 
 def stream_composite(items: Sequence[pystac.Item], geobox: GeoBox, path: Path,
                      masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
                      scheduler: str | None = None, gdal: Mapping[str, object] | None = None,
-                     threads: int | None = None, offsets: Mapping[str, OffsetDecision] | None = None
-                     ) -> CompositeSummary:
+                     threads: int | None = None, offsets: Mapping[str, OffsetDecision] | None = None,
+                     io_concurrency: int = DEFAULT_IO_CONCURRENCY) -> CompositeSummary:
     """Composite ``items`` on ``geobox`` block by block and write the 2-band COG at ``path`` as blocks finish.
 
     ``scheduler``: a Dask scheduler address (``tcp://host:8786``) or ``None`` for local threads. ``gdal``:
-    GDAL option overrides for the reads (see ``ingestion.imagery.gdal_env``). ``offsets``: see
-    :func:`plan_composite`.
+    GDAL option overrides for the reads (see ``ingestion.imagery.gdal_env``). ``threads``: blocks computed at
+    once (default: the cores). ``offsets``, ``io_concurrency``: see :func:`plan_composite`.
     """
-    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets)
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets, io_concurrency)
     configure_client(plan.gdal_options)
     log.info("compositing %d items over %d days on a %dx%d grid in %d px blocks%s", len(plan.items),
              len(plan.days), geobox.width, geobox.height, chunk, f" on {scheduler}" if scheduler else "")
@@ -173,9 +183,10 @@ def stream_composite(items: Sequence[pystac.Item], geobox: GeoBox, path: Path,
 def build_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                     masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
                     scheduler: str | None = None, gdal: Mapping[str, object] | None = None,
-                    offsets: Mapping[str, OffsetDecision] | None = None) -> Composite:
+                    offsets: Mapping[str, OffsetDecision] | None = None,
+                    io_concurrency: int = DEFAULT_IO_CONCURRENCY) -> Composite:
     """The same composite held in memory (for small areas and tests): same blocks, same pixels."""
-    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets)
+    plan = plan_composite(items, geobox, masked_classes, chunk, gdal, offsets, io_concurrency)
     ndvi = np.full(geobox.shape, np.nan, dtype=np.float32)
     count = np.zeros(geobox.shape, dtype=np.uint16)
     for task, block in run_blocks(composite_block, plan.tasks(), scheduler):

@@ -23,10 +23,14 @@ DEFAULT_GDAL_OPTIONS: dict[str, str | int] = {
     "GDAL_HTTP_CONNECTTIMEOUT": "15",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
+    # A window's tiles one request after another, through the curl cache: GDAL's parallel multi-range reads
+    # bypass that cache, so a tile two blocks need was fetched twice (measured: 75 tile fetches for 55 tiles,
+    # 1.36x the bytes; SERIAL: each tile once). Reads still overlap across files (compute.io_concurrency).
+    "GDAL_HTTP_MULTIRANGE": "SERIAL",
     "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
-    "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
-    "GDAL_CACHEMAX": 256,  # MB; handed to rasterio in bytes (see gdal_options)
+    "CPL_VSIL_CURL_CACHE_SIZE": "268435456",  # fetched bytes kept for the blocks that need them next
+    "GDAL_CACHEMAX": 64,  # MB; handed to rasterio in bytes (see gdal_options)
 }
 #: Below this, a GDAL_CACHEMAX value is megabytes, as GDAL itself reads the option; from it on, bytes.
 _CACHEMAX_BYTES_FROM = 100_000
@@ -38,7 +42,7 @@ def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, str | 
 
     ``GDAL_CACHEMAX`` comes out as an integer number of bytes: rasterio hands an integer to
     ``GDALSetCacheMax64``, which takes bytes, so 256 would be a 256-byte block cache (every tile decompressed
-    again for each read; measured: the offset check 25x slower, the composite about 20 % slower).
+    again for each read; measured: the offset check over ten times slower).
     """
     opts = dict(DEFAULT_GDAL_OPTIONS)
     for key, value in (overrides or {}).items():

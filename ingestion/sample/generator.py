@@ -180,11 +180,19 @@ def render_scene(plan: ScenePlan, area: SampleArea, truth: np.ndarray, seed: int
     return red_dn, nir_dn, scl, clear
 
 
-def _write_cog(path: Path, data: np.ndarray, area: SampleArea, pixel: float) -> None:
+#: COG layouts of the generated assets: the small default, and Earth Search's own (1024 px tiles, DEFLATE with
+#: horizontal differencing) for benchmarks of remote reads.
+COG_LAYOUTS: dict[str, dict[str, object]] = {
+    "sample": {"blocksize": 256},
+    "earth-search": {"blocksize": 1024, "predictor": 2},
+}
+
+
+def _write_cog(path: Path, data: np.ndarray, area: SampleArea, pixel: float, layout: str = "sample") -> None:
     transform = from_origin(area.bounds[0], area.bounds[3], pixel, pixel)
     with rasterio.open(path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1,
                        dtype=data.dtype, crs=area.crs, transform=transform, nodata=0, compress="deflate",
-                       blocksize=256) as dst:
+                       **COG_LAYOUTS[layout]) as dst:
         dst.write(data, 1)
 
 
@@ -228,14 +236,16 @@ def _item(plan: ScenePlan, area: SampleArea, footprint_4326: Polygon) -> pystac.
 
 def generate(out_dir: Path, years: list[int], seed: int = 42, districts_path: Path | None = None,
              reference_means: dict[int, dict[str, float]] | None = None, all_cloud_years: tuple[int, ...] = (),
-             misflag: str | None = None) -> dict:
+             misflag: str | None = None, cog_layout: str = "sample") -> dict:
     """Write the sample area into ``out_dir`` and return its manifest (also saved as ``truth/truth.json``).
 
     Layout: ``catalog/catalog.json`` (static STAC), ``districts.gpkg`` (synthetic districts; absent when
     ``districts_path`` is given), ``truth/ndvi_true_{year}.tif``, ``truth/clear_count_{year}.tif``.
     ``misflag``: every item from baseline 04.00 carries that wrong offset flag (``scenes.MISFLAGS``); by default
-    one item of each kind lies.
+    one item of each kind lies. ``cog_layout``: a key of :data:`COG_LAYOUTS`.
     """
+    if cog_layout not in COG_LAYOUTS:
+        raise ValueError(f"cog_layout must be one of {', '.join(COG_LAYOUTS)}, got {cog_layout!r}")
     out_dir = Path(out_dir)
     (out_dir / "truth").mkdir(parents=True, exist_ok=True)
     if districts_path is None:
@@ -294,9 +304,9 @@ def generate(out_dir: Path, years: list[int], seed: int = 42, districts_path: Pa
     for item in collection.get_items():
         item_dir = Path(item.get_self_href()).parent
         red, nir, scl = rasters[item.id]
-        _write_cog(item_dir / "red.tif", red, area, PIXEL)
-        _write_cog(item_dir / "nir.tif", nir, area, PIXEL)
-        _write_cog(item_dir / "scl.tif", scl, area, SCL_PIXEL)
+        _write_cog(item_dir / "red.tif", red, area, PIXEL, cog_layout)
+        _write_cog(item_dir / "nir.tif", nir, area, PIXEL, cog_layout)
+        _write_cog(item_dir / "scl.tif", scl, area, SCL_PIXEL, cog_layout)
     manifest["catalog"] = str(catalog_dir / "catalog.json")
     (out_dir / "truth" / "truth.json").write_text(json.dumps(manifest, indent=2))
     log.info("sample catalog written to %s", manifest["catalog"])

@@ -24,6 +24,14 @@
 -- ndvi_stats_yearly applies with ST_SetValues (a plain loop: masking became ~free, measured). Tiles lying
 -- wholly inside a district need no mask at all.
 --
+-- Every pixel counts for exactly one district (where districts do not overlap): a mask is rasterised from the
+-- polygonal part of district ∩ tile only. Why: ST_Clip rasterises whatever the intersection with the tile is,
+-- and where a district only touches a tile (its edge on the tile's left or top edge, or a corner) that is a
+-- line or a point, which GDAL burns as a full column or row of pixels belonging to the neighbour; a district
+-- that overlaps a tile and also runs along one of its edges gives a polygon plus such a line (measured on
+-- PostGIS 3.3.2: 22 pixels instead of 16 on an 8 x 8 tile). With the polygons alone, ST_Clip's pixel-centre
+-- rule holds, and a district that only touches a tile gets no mask for it.
+--
 -- Incremental: rows carry the area's `districts_version` they were built for; a pre-hook deletes an area's
 -- rows when its districts change, and each run adds only tile cells of an area not seen yet (a new year on
 -- the same grid adds nothing).
@@ -68,17 +76,37 @@ district_cells as (
 
 ),
 
+district_cell_interiors as (
+
+    -- the district's area within the tile: lines and points where it only touches the tile are dropped
+    -- (ST_Intersection returns them beside the polygons); empty when the district only touches the tile
+    select
+        area_code,
+        district_code,
+        districts_version,
+        cell,
+        cell_grid,
+        covers_cell,
+        case
+            when not covers_cell then st_collectionextract(st_intersection(geometry, cell), 3)
+        end as inside_area
+    from district_cells
+
+),
+
 district_cell_grids as (
 
-    -- 1 where the pixel centre lies in the district, nodata elsewhere (ST_Clip's own rule)
+    -- 1 where the pixel centre lies in the district's area, nodata elsewhere (ST_Clip's own rule)
     select
         area_code,
         district_code,
         districts_version,
         cell,
         covers_cell,
-        case when not covers_cell then st_clip(cell_grid, geometry, false) end as inside_grid
-    from district_cells
+        case when not covers_cell then st_clip(cell_grid, inside_area, false) end as inside_grid
+    from district_cell_interiors
+    -- ST_Clip of an empty geometry fails (and would give no pixel anyway)
+    where covers_cell or not st_isempty(inside_area)
 
 ),
 

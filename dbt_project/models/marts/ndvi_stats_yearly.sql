@@ -61,7 +61,11 @@ area_years_of_run as (
 
 ),
 
-pixel_stats as (
+-- materialized: computed once, then joined. Inlined (PostgreSQL inlines a CTE used once), the planner may put
+-- it on the inner side of a nested loop under district_stats' left join, where it re-runs every district's
+-- LATERAL aggregate once per outer row: measured on the Enschede benchmark once the tables had statistics,
+-- 100 aggregates instead of 10 and 2.3 s instead of 0.3 s.
+pixel_stats as materialized (
 
     -- The zonal core. Per district and area-year, ST_SummaryStatsAgg over the district's tiles, each masked to
     -- the district's pixels with the precomputed mask of district_tile_masks (pixels outside set to nodata by
