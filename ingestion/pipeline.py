@@ -27,6 +27,7 @@ from ingestion.export.stats import (
     district_shapes,
     latest_stats,
     stats_years,
+    with_baseline_changes,
     yearly_frame,
     yearly_history,
     yearly_stats,
@@ -216,7 +217,8 @@ def read_latest_inputs(conn: psycopg.Connection, area_code: str) -> LatestInputs
     with conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         return LatestInputs(district_shapes(conn, area_code), latest_stats(conn, area_code),
-                            stats_years(conn, area_code), yearly_history(conn, area_code),
+                            stats_years(conn, area_code),
+                            with_baseline_changes(conn, area_code, yearly_history(conn, area_code)),
                             change_history(conn, area_code))
 
 

@@ -34,10 +34,6 @@ def _frame(conn: psycopg.Connection, query: str, params: tuple) -> gpd.GeoDataFr
     return gpd.GeoDataFrame(data, geometry=list(geoms), crs=f"EPSG:{srid}")
 
 
-YEARLY_COLUMNS = ("pixel_count", "valid_fraction", "min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi",
-                  "p10_ndvi", "p25_ndvi", "median_ndvi", "p75_ndvi", "p90_ndvi")
-
-
 def green_share_names(conn: psycopg.Connection, area_code: str) -> list[str]:
     """The area's green-share classes, by ascending threshold (``raw.green_share_thresholds``)."""
     if conn.execute("select to_regclass('raw.green_share_thresholds')").fetchone()[0] is None:
@@ -62,6 +58,9 @@ def _with_distribution(frame: gpd.GeoDataFrame, names: list[str]) -> gpd.GeoData
     return frame.drop(columns=["green_threshold_names", "green_pixel_counts", "distribution_pixel_count"])
 
 
+YEARLY_COLUMNS = ("pixel_count", "valid_fraction", "min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi")
+
+
 def district_shapes(conn: psycopg.Connection, area_code: str) -> gpd.GeoDataFrame:
     """The area's published districts (code, name, geometry in the working CRS), by district code."""
     return _frame(conn, """
@@ -73,26 +72,29 @@ def district_shapes(conn: psycopg.Connection, area_code: str) -> gpd.GeoDataFram
 
 def yearly_frame(districts: gpd.GeoDataFrame, history: list[dict], year: int) -> gpd.GeoDataFrame:
     """Every district of ``districts`` (:func:`district_shapes`) with its statistics for ``year`` from
-    ``history`` (:func:`yearly_history` rows: those of ``ndvi_stats_yearly``, the percentiles and a
-    ``green_share_<class>`` per class), NULL (None) where it has none; working CRS.
+    ``history`` (:func:`yearly_history` rows), NULL (None) where it has none; working CRS.
 
     Built in Python so that the latest export can write every year's file from one read of the districts
     and the statistics, with no transaction open (see ``pipeline.read_latest_inputs``).
     """
     year = validate_year(year)
     by_code = {row["district_code"]: row for row in history if row["year"] == year}
-    shares = list(dict.fromkeys(k for row in history for k in row if k.startswith("green_share_")))
     rows = [by_code.get(code, {}) for code in districts["district_code"]]
-    data: dict[str, Any] = {"district_code": list(districts["district_code"]),
-                            "district_name": list(districts["district_name"]),
-                            "year": [row.get("year") for row in rows]}
-    data.update({column: [row.get(column) for row in rows] for column in YEARLY_COLUMNS})
-    data.update({column: pd.array([row.get(column) for row in rows], dtype="Float64") for column in shares})
-    return gpd.GeoDataFrame(data, geometry=list(districts.geometry), crs=districts.crs)
+    data = {"district_code": list(districts["district_code"]), "district_name": list(districts["district_name"]),
+            "year": [row.get("year") for row in rows]}
+    # the percentiles and one green_share_<class> per class of the area (as yearly_history names them)
+    shares = [k for k in (history[0] if history else {}) if k.startswith("green_share_")
+              and not k.endswith("_change_baseline")]
+    data.update({column: [row.get(column) for row in rows] for column in (*YEARLY_COLUMNS, *PERCENTILE_FIELDS)})
+    frame = gpd.GeoDataFrame(data, geometry=list(districts.geometry), crs=districts.crs)
+    for column in shares:
+        frame[column] = pd.array([row.get(column) for row in rows], dtype="Float64")
+    return frame
 
 
 def yearly_stats(conn: psycopg.Connection, area_code: str, year: int) -> gpd.GeoDataFrame:
-    """Every district of the area with its statistics for ``year`` (NULL stats where none), working CRS."""
+    """Every district of the area with its statistics for ``year`` (NULL stats where none), working CRS:
+    those of ``ndvi_stats_yearly``, the percentiles and a ``green_share_<class>`` per class."""
     year = validate_year(year)
     return yearly_frame(district_shapes(conn, area_code), yearly_history(conn, area_code, year), year)
 
@@ -179,8 +181,8 @@ def _records(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
 
 def yearly_history(conn: psycopg.Connection, area_code: str, year: int | None = None) -> list[dict]:
     """Every year's (or only ``year``'s) statistics of every current district of the area (no geometry), by
-    district and year, with the percentiles, a ``green_share_<class>`` per class and
-    ``<indicator>_change_baseline``."""
+    district and year, with the percentiles and a ``green_share_<class>`` per class (from the distribution
+    model's counts: no view needed, so the yearly job can export before any per-area model exists)."""
     names = green_share_names(conn, area_code)
     rows = _records(conn, """
         select s.district_code, s.year, s.pixel_count, s.valid_fraction,
@@ -193,14 +195,21 @@ def yearly_history(conn: psycopg.Connection, area_code: str, year: int | None = 
             on dist.area_code = s.area_code and dist.district_code = s.district_code and dist.year = s.year
         where s.area_code = %s and (%s::integer is null or s.year = %s::integer)
         order by s.district_code, s.year""", (area_code, year, year))
+    for row in rows:
+        row.update(_green_shares(row, names))
+        for key in ("green_threshold_names", "green_pixel_counts", "distribution_pixel_count"):
+            row.pop(key)
+    return rows
+
+
+def with_baseline_changes(conn: psycopg.Connection, area_code: str, rows: list[dict]) -> list[dict]:
+    """``rows`` (:func:`yearly_history`) with ``<indicator>_change_baseline`` per indicator added
+    (``analytics.ndvi_change_baseline``; a per-area view, so for the latest export only)."""
     changes = {(r["district_code"], r["year"], r["indicator"]): r["change"] for r in _records(
         conn, "select district_code, year, indicator, change from analytics.ndvi_change_baseline"
               " where area_code = %s", (area_code,))}
     indicators = indicator_names(conn, area_code)
     for row in rows:
-        row.update(_green_shares(row, names))
-        for key in ("green_threshold_names", "green_pixel_counts", "distribution_pixel_count"):
-            row.pop(key)
         for name in indicators:
             row[f"{name}_change_baseline"] = changes.get((row["district_code"], row["year"], name))
     return rows

@@ -86,16 +86,22 @@ district_pixel_bytes as (
     -- Per district and area-year, the band-1 bytes of the district's tiles masked exactly as in
     -- ndvi_stats_yearly (ST_SetValues with the district_tile_masks mask; whole tiles inside the district as
     -- they are), concatenated. LATERAL with OFFSET 0 streams district by district (see ndvi_stats_yearly).
+    -- The thresholds are joined here, before the LATERAL, so that no later join can put this (expensive)
+    -- subquery on the inner side of a nested loop and run it again per outer row.
     select
         districts.area_code,
         districts.district_code,
         districts.districts_version,
         area_years_of_run.year,
         area_years_of_run.composite_loaded_at,
+        coalesce(area_thresholds.threshold_names, '{}') as threshold_names,
+        coalesce(area_thresholds.ndvi_thresholds, '{}') as ndvi_thresholds,
         masked_pixels.pixel_bytes
     from districts
     inner join area_years_of_run
         on area_years_of_run.area_code = districts.area_code
+    left join area_thresholds
+        on area_thresholds.area_code = districts.area_code
     cross join lateral (
         select string_agg({{ ndvi_pixel_bytes('masked_tiles.rast') }}, ''::bytea) as pixel_bytes
         from (
@@ -129,6 +135,8 @@ district_rasters as (
         districts_version,
         year,
         composite_loaded_at,
+        threshold_names,
+        ndvi_thresholds,
         case when pixel_bytes is not null then {{ ndvi_pixels_raster('pixel_bytes') }} end as rast
     from district_pixel_bytes
     -- built once per row: without the fence the planner may inline the raster expression into each use
@@ -144,8 +152,8 @@ district_distributions as (
         district_rasters.districts_version,
         district_rasters.year,
         district_rasters.composite_loaded_at,
-        coalesce(area_thresholds.threshold_names, '{}') as threshold_names,
-        coalesce(area_thresholds.ndvi_thresholds, '{}') as ndvi_thresholds,
+        district_rasters.threshold_names,
+        district_rasters.ndvi_thresholds,
         bins.bin_counts,
         case when bins.bin_counts is not null then array(
             select quantile.value
@@ -153,11 +161,8 @@ district_distributions as (
             order by quantile.quantile
         ) end as percentiles
     from district_rasters
-    left join area_thresholds
-        on area_thresholds.area_code = district_rasters.area_code
     cross join lateral (
-        select {{ threshold_bin_counts('district_rasters.rast',
-                                       "coalesce(area_thresholds.ndvi_thresholds, '{}')") }} as bin_counts
+        select {{ threshold_bin_counts('district_rasters.rast', 'district_rasters.ndvi_thresholds') }} as bin_counts
         offset 0  -- one histogram pass per row (the CASE below reads bin_counts too)
     ) as bins
     -- the arrays are computed once per row, not once per column that reads them below
