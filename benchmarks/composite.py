@@ -62,7 +62,9 @@ def generate_catalog(cache: Path, mpx: int, remote: bool = False) -> Path:
     return out
 
 
-def _items_and_grid(area: Path, url: str | None = None):
+def _items_and_grid(area: Path, url: str | None = None, remote: bool | None = None):
+    """The area's kept items and its 10 m grid: in the districts' CRS, or in RD New when ``remote`` (default:
+    when ``url`` is given, where the cache folder is served and the assets' hrefs then point)."""
     import geopandas as gpd
 
     from ingestion.imagery.grid import target_geobox
@@ -71,7 +73,7 @@ def _items_and_grid(area: Path, url: str | None = None):
     from ingestion.vector_utils import to_wgs84
 
     districts = gpd.read_file(area / "districts_in.gpkg")
-    if url:
+    if remote or (remote is None and url):
         districts = districts.to_crs(REMOTE_CRS)
     aoi = districts.union_all()
     query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), YEAR)
@@ -88,13 +90,13 @@ def floor(area: Path) -> tuple[int, int, dict]:
     tables; and the tile table of each file, by its path relative to the cache folder."""
     from tests.cog_tiles import TileTable
 
-    items, geobox = _items_and_grid(area, url="http://floor")
+    items, geobox = _items_and_grid(area, remote=True)
     requests = size = 0
     tables = {}
     for item in items:
         for asset in item.assets.values():
-            rel = asset.href.removeprefix("http://floor/")
-            path = area.parent / rel
+            path = Path(asset.href)
+            rel = str(path.resolve().relative_to(area.parent.resolve()))
             tables[rel] = TileTable.read(path)
             n, b = tables[rel].floor(path, geobox)
             requests, size = requests + n, size + b

@@ -35,7 +35,7 @@ from ingestion.imagery.blocks import (
 from ingestion.imagery.cog import CogStats, StreamedCogWriter
 from ingestion.imagery.gdal_env import configure_client, gdal_options
 from ingestion.imagery.masking import DEFAULT_MASKED_CLASSES
-from ingestion.imagery.offset_check import OffsetDecision, check_offsets
+from ingestion.imagery.offset_check import OffsetDecision, asset_href, check_offsets
 from ingestion.imagery.scheduler import run_blocks
 from ingestion.sources.base import acquired
 
@@ -119,11 +119,6 @@ class CompositePlan:
                                 self.io_concurrency)
 
 
-def _href(item: pystac.Item, key: str) -> str:
-    asset = item.assets[key]
-    return asset.get_absolute_href() or asset.href
-
-
 def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
                    masked_classes: Iterable[int] = DEFAULT_MASKED_CLASSES, chunk: int = DEFAULT_CHUNK,
                    gdal: Mapping[str, object] | None = None,
@@ -152,7 +147,7 @@ def plan_composite(items: Sequence[pystac.Item], geobox: GeoBox,
     for item in ordered:
         decision = offsets[item.id]
         reads.append(ItemReads(item.id, days.index(acquisition_day(item)),
-                               tuple(_href(item, k) for k in ("red", "nir", "scl")), decision.red, decision.nir))
+                               tuple(asset_href(item, k) for k in ("red", "nir", "scl")), decision.red, decision.nir))
         decisions[item.id] = decision
         log.info("scene %s (%s): %s", item.id, acquisition_day(item), decision.applied_text)
     return CompositePlan(geobox, days, tuple(reads), decisions, masked, chunk, options, io_concurrency)

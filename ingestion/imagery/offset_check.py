@@ -182,7 +182,8 @@ def dark_share(red_dn: np.ndarray, scl: np.ndarray, scale: float, masked: Iterab
     return OffsetEvidence(n, dark / n)
 
 
-def _href(item: pystac.Item, key: str) -> str:
+def asset_href(item: pystac.Item, key: str) -> str:
+    """The absolute href (path or URL) of ``item``'s asset ``key``."""
     asset = item.assets[key]
     return asset.get_absolute_href() or asset.href
 
@@ -214,7 +215,7 @@ def sample_evidence(item: pystac.Item, geobox: GeoBox, masked: Iterable[int] = (
     Opens ``nir`` too (its header only), so every asset the composite needs is known to be readable. Raises
     :class:`UnreadableAssetError` naming the asset otherwise. Call inside ``rasterio.Env`` with the GDAL options.
     """
-    red_href, nir_href, scl_href = (_href(item, k) for k in ("red", "nir", "scl"))
+    red_href, nir_href, scl_href = (asset_href(item, k) for k in ("red", "nir", "scl"))
     with _opened(item.id, "red", red_href) as red_src:
         bounds = geobox.extent.to_crs(red_src.crs).boundingbox
         try:
