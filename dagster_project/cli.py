@@ -1,4 +1,5 @@
-"""``ndvi-pipeline run``: materialise areas and years headless (cron, CI, ``make demo``).
+"""``ndvi-pipeline run``: materialise areas and years headless (cron, CI, ``make demo``); ``ndvi-pipeline areas``:
+read the areas of a districts file split by ``districts.area_column``.
 
 It runs the same jobs as the Dagster UI, on the same instance (``DAGSTER_HOME``), so its runs show under
 ``area_inputs``, ``yearly_ndvi`` and ``latest_ndvi`` in the UI: per area the inputs, then each year, then the
@@ -23,7 +24,9 @@ from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
 from dagster_project.partitions import area_year_key
 from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
-from ingestion.config import ConfigError, PipelineConfig, load_config
+from ingestion.areas import load_config_reading_areas
+from ingestion.config import ConfigError, PipelineConfig
+from ingestion.vector import VectorInputError
 
 #: Without -v: Dagster's console logger off (events still go to the instance) and dbt's log lines, which
 #: dagster-dbt writes to stdout, kept back unless the run fails.
@@ -148,20 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
     run_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    areas_parser = sub.add_parser("areas", help="read the areas of a districts file split by districts.area_column "
+                                                "(the Dagster code location uses what this records)")
+    areas_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    if not args.verbose:
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
         for name in ("dagster", "dagster.builtin"):  # dagster-dbt logs its dbt selection at info
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        config = load_config(args.config)
-        for code in args.area or []:
+        # a bad config, an unreadable districts file or a missing area column: one line, no traceback
+        config = load_config_reading_areas(args.config)
+        for code in getattr(args, "area", None) or []:
             config.area(code)
-    except ConfigError as exc:
+    except (ConfigError, VectorInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "areas":
+        print("\n".join(config.codes))
+        return 0
     try:
-        results = run(config, args.area, args.year, verbose=args.verbose)
+        results = run(config, args.area, args.year, verbose=verbose)
     except Interrupted:
         return 130
     return 0 if results and all(r.success for r in results) else 1

@@ -18,7 +18,7 @@ import psycopg
 from shapely.geometry.base import BaseGeometry
 
 from ingestion.atomic import published
-from ingestion.config import AreaConfig, validate_year
+from ingestion.config import AreaConfig
 from ingestion.export.breaks import classify, write_breaks
 from ingestion.export.geojson import write_stats_geojson
 from ingestion.export.preview import choropleth_png
@@ -36,61 +36,18 @@ from ingestion.export.webmap import write_web_map
 from ingestion.imagery.composite import CompositeSummary, stream_composite
 from ingestion.imagery.gdal_env import gdal_options
 from ingestion.imagery.grid import target_geobox
-from ingestion.imagery.offset_check import OffsetCheck, check_offsets
-from ingestion.imagery.radiometry import ItemMetadataError, radiometry
+from ingestion.imagery.offset_check import check_offsets
 from ingestion.imagery.scheduler import scheduler_address
-from ingestion.sources.base import REQUIRED_ASSETS, SceneDecision, SceneQuery, SceneSelection
-from ingestion.sources.registry import load_source
+from ingestion.scenes import drop_unreadable, select_scenes
+from ingestion.sources.base import SceneSelection
 from ingestion.vector import read_boundary, read_districts
-from ingestion.vector_utils import to_wgs84
+from ingestion.years import validate_year
 
 log = logging.getLogger(__name__)
 
 
 class NoScenesError(RuntimeError):
     """No usable scene for a year after filtering; the message gives the counts and reasons."""
-
-
-class BadItemError(ValueError):
-    """A selected item cannot be used and ``imagery.on_bad_item`` is ``fail``; the message names it."""
-
-
-def screen_items(selection: SceneSelection, policy: str = "drop") -> SceneSelection:
-    """Check each kept item's radiometric metadata; drop bad ones with a logged reason, or raise (``fail``)."""
-    if policy == "fail":
-        for d in selection.dropped:
-            if d.reason.startswith(("missing assets", "bad metadata", "unreadable item")):
-                raise BadItemError(f"item {d.item_id}: {d.reason} (set imagery.on_bad_item: drop to skip such items)")
-    kept = []
-    for item in selection.items:
-        try:
-            for key in REQUIRED_ASSETS[:2]:
-                radiometry(item, key)
-        except ItemMetadataError as exc:
-            if policy == "fail":
-                raise BadItemError(f"{exc} (set imagery.on_bad_item: drop to skip such items)") from None
-            log.warning("scene %s: dropped (%s)", item.id, exc)
-            selection.decisions = [d for d in selection.decisions if d.item_id != item.id]
-            selection.decisions.append(SceneDecision(item.id, False, f"bad metadata: {exc}"))
-            continue
-        kept.append(item)
-    selection.items = kept
-    return selection
-
-
-def drop_unreadable(selection: SceneSelection, check: OffsetCheck, policy: str = "drop") -> SceneSelection:
-    """Drop the items whose assets the offset check could not read, with the reason; or raise (``fail``)."""
-    if not check.unreadable:
-        return selection
-    if policy == "fail":
-        exc = next(iter(check.unreadable.values()))
-        raise BadItemError(f"{exc} (set imagery.on_bad_item: drop to skip such items)")
-    for item_id, exc in check.unreadable.items():
-        log.warning("scene %s: dropped (%s)", item_id, exc)
-        selection.decisions = [d for d in selection.decisions if d.item_id != item_id]
-        selection.decisions.append(SceneDecision(item_id, False, f"unreadable asset: {exc}"))
-    selection.items = [i for i in selection.items if i.id not in check.unreadable]
-    return selection
 
 
 def composite_path(cfg: AreaConfig, year: int) -> Path:
@@ -151,9 +108,7 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
     ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
-    source = load_source(cfg.imagery.source, **cfg.imagery.options)
-    query = SceneQuery.for_year(to_wgs84(aoi, crs), year, cfg.imagery.months, cfg.imagery.cloud_cover_max)
-    selection = screen_items(source.select(query), cfg.imagery.on_bad_item)
+    selection = select_scenes(cfg, year, aoi, crs)
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
                             gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)

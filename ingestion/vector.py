@@ -12,7 +12,7 @@ import shapely
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
-from ingestion.config import DistrictsConfig
+from ingestion.config.schema import DistrictsConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,11 @@ import pytest
 import yaml
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from ingestion.config import ConfigError, DistrictsConfig, load_config, validate_year
+from ingestion.areas import record_split_areas
+from ingestion.config import ConfigError, DistrictsConfig, load_config
 from ingestion.paths import PROJECT_ROOT
 from ingestion.vector import VectorInputError, read_districts
+from ingestion.years import InvalidYearError, validate_year
 
 
 def _write(tmp_path, gdf, name="districts.gpkg", layer="districts"):
@@ -88,16 +90,31 @@ def _config(tmp_path, **imagery):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"imagery": {"source": "sentinel-hub"}}, r"imagery.source: unknown plugin .sentinel-hub.; installed: "),
-    ({"years": [2013]}, r"years: 2013 is outside 2015\.\."),
+    ({"years": [2013]}, r"years.0: 2013 is outside 2015\.\."),
     ({"years": ["2024; drop table x"]}, r"'2024; drop table x' is not a year"),
-    ({"years": []}, "years: must be a non-empty list"),
-    ({"imagery": {"source": "local-stac", "cloud_cover_max": 150}}, r"cloud_cover_max: must be a number in \(0, 100\]"),
-    ({"imagery": {"source": "local-stac", "cloud_cover_max": -1}}, "cloud_cover_max"),
+    ({"years": []}, r"years: must have at least 1 item\(s\), got \[\]"),
+    ({"years": [2024, True]}, r"years.1: True is not a year"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_max": 150}},
+     r"imagery.cloud_cover_max: input should be less than or equal to 100, got 150"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_max": True}}, r"imagery.cloud_cover_max.*got True"),
+    ({"imagery": {"source": "local-stac", "cloud_cover_max": -1}},
+     "imagery.cloud_cover_max: input should be greater than 0, got -1"),
+    ({"imagery": {"source": "local-stac", "on_bad_item": "skip"}},
+     r"imagery.on_bad_item: input should be 'drop' or 'fail', got 'skip'"),
+    ({"imagery": {"source": "local-stac", "resolution": 0}},
+     r"imagery.resolution: input should be greater than 0, got 0"),
     ({"imagery": {"source": "local-stac", "masked_scl_classes": [3, "clouds"]}},
      r"masked_scl_classes: unknown SCL class 'clouds'"),
-    ({"imagery": {"source": "local-stac", "months": [9, 4]}}, "imagery.months"),
-    ({"exports": {"scheme": "Magic"}}, "exports.scheme: must be one of"),
-    ({"exports": {"k": 1}}, "exports.k"),
+    ({"imagery": {"source": "local-stac", "months": [9, 4]}},
+     r"imagery.months: must be \[first, last\] with first <= last, got \[9, 4\]"),
+    ({"imagery": {"source": "local-stac", "months": [0, 4]}},
+     r"imagery.months.0: input should be greater than or equal to 1, got 0"),
+    ({"exports": {"scheme": "Magic"}}, r"exports.scheme: input should be 'FisherJenks', .*got 'Magic'"),
+    ({"exports": {"k": 1}}, "exports.k: input should be greater than or equal to 2, got 1"),
+    ({"exports": {"decimals": 9}}, "exports.decimals: input should be less than or equal to 8, got 9"),
+    ({"exports": {"basemap_url": "ftp://x/{z}/{x}/{y}"}}, "exports.basemap_url: must be an http\\(s\\) URL, got 'ftp:"),
+    ({"exports": {"basemap_url": "https://x/{z}/{x}"}}, r"exports.basemap_url: must contain \{z\}, \{x\} and \{y\}"),
+    ({"area": "bad code!"}, r"area: must be an area code: letters, digits, '_' or '-', at most 63, got 'bad code!'"),
     ({"colour": 1}, "colour: unknown key"),
     # unknown keys at any depth name the key path and the nearest valid key
     ({"imagery": {"sourse": "local-stac"}}, r"imagery.sourse: unknown key; did you mean 'source'\?"),
@@ -110,15 +127,18 @@ def _config(tmp_path, **imagery):
     ({"imagery": {"source": "local-stac", "options": {"catalog_pth": "c.json"}}},
      r"imagery.options.catalog_pth: unknown option of plugin 'local-stac'; did you mean 'catalog_path'\?"),
     ({"districts": {}}, "districts.path: required"),
-    ({"compute": {"dask_scheduler": "localhost"}}, "compute.dask_scheduler: must be an address like tcp://"),
-    ({"compute": {"chunk_size": 1000}}, "compute.chunk_size: must be a multiple of 256"),
-    ({"compute": {"gdal_options": {"gdal_http_max_retry": 3}}}, "compute.gdal_options: must map GDAL option"),
+    ({"compute": {"dask_scheduler": "localhost"}},
+     "compute.dask_scheduler: must be an address like tcp://host:8786, got 'localhost'"),
+    ({"compute": {"chunk_size": 1000}}, "compute.chunk_size: input should be a multiple of 256, got 1000"),
+    ({"compute": {"io_concurrency": 0}}, "compute.io_concurrency: input should be greater than or equal to 1, got 0"),
+    ({"compute": {"gdal_options": {"gdal_http_max_retry": 3}}},
+     "compute.gdal_options.gdal_http_max_retry: must be a GDAL option name in upper case"),
     ({"compute": {"dask_schedular": "tcp://h:8786"}}, "compute.dask_schedular: unknown key"),
     # green-share classes and the baseline year
     ({"statistics": {"green_thresholds": [{"name": "Green Area", "ndvi": 0.3}]}},
-     r"statistics.green_thresholds.0.name: must be lower-case letters"),
+     r"statistics.green_thresholds.0.name: must be lower-case letters, digits or '_', .*got 'Green Area'"),
     ({"statistics": {"green_thresholds": [{"name": "green", "ndvi": 1.5}]}},
-     r"statistics.green_thresholds.0.ndvi: must be an NDVI value in -1..1"),
+     r"statistics.green_thresholds.0.ndvi: input should be less than or equal to 1, got 1.5"),
     ({"statistics": {"green_thresholds": [{"name": "a", "ndvi": 0.2}, {"name": "a", "ndvi": 0.5}]}},
      "threshold names must be unique"),
     ({"statistics": {"green_thresholds": [{"name": "a", "ndvi": -0.999}, {"name": "b", "ndvi": 0.5}]}},
@@ -155,7 +175,7 @@ def test_config_paths_resolve_relative_to_file_and_env(tmp_path, monkeypatch):
 def test_year_validation():
     assert validate_year("2024") == 2024
     for bad in ("2024; drop table x", 2024.5, True, None, "1999", 3000):
-        with pytest.raises(ConfigError):
+        with pytest.raises(InvalidYearError, match="year: .* (is not a year|is outside 2015)"):
             validate_year(bad)
 
 
@@ -206,6 +226,10 @@ def test_one_districts_file_split_into_areas_by_a_column(tmp_path):
            "imagery": {"source": "local-stac", "options": {"catalog_path": "c.json"}}}
     path = tmp_path / "national.yaml"
     path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"districts.area_column: the areas of .* are not recorded yet; run "
+                                          r"`ndvi-pipeline areas --config "):
+        load_config(path)  # loading never reads the districts file
+    record_split_areas(path)
     config = load_config(path)
     assert config.codes == ("GM01", "GM02")
     assert list(read_districts(config.area("GM01").districts)["district_code"]) == ["A1", "A2"]
@@ -215,7 +239,10 @@ def test_one_districts_file_split_into_areas_by_a_column(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=r"districts.areas: \['GM99'\] not found in column 'gm_code'"):
         load_config(path)
+    raw["districts"]["areas"] = ["GM02"]
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).codes == ("GM02",)
     raw["districts"] = {"path": districts, "area_column": "gemeente"}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(VectorInputError, match="has no column 'gemeente'"):
-        load_config(path)
+        record_split_areas(path)

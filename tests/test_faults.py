@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,16 +19,18 @@ import pytest
 from odc.geo.geobox import GeoBox
 from rasterio.transform import from_origin
 
-from ingestion.config import ConfigError, parse_config
+from ingestion.config import parse_config
 from ingestion.imagery.cog import write_composite_cog
 from ingestion.imagery.composite import Composite, CorruptImageError, build_composite
 from ingestion.imagery.grid import target_geobox
 from ingestion.load.postgis import load_composite
-from ingestion.pipeline import BadItemError, NoScenesError, build_aoi, composite_year, screen_items
-from ingestion.sources.base import SceneQuery
+from ingestion.pipeline import NoScenesError, build_aoi, composite_year
+from ingestion.scenes import BadItemError, screen_items
+from ingestion.sources.base import DropReason, SceneQuery
 from ingestion.sources.earth_search import EarthSearchSource, StacApiError
 from ingestion.sources.local_stac import LocalStacSource
 from ingestion.vector_utils import to_wgs84
+from ingestion.years import InvalidYearError
 from tests.helpers import FlakyProxy, stac_api
 
 
@@ -59,8 +62,12 @@ def test_bad_item_metadata_and_missing_assets_dropped_or_named(sample_area, cata
     query, _ = _query(sample_area)
     source = LocalStacSource(catalog_copy / "catalog.json")
 
-    selection = screen_items(source.select(query), "drop")
+    selected = source.select(query)
+    selection = screen_items(selected, "drop")
+    assert bad_meta in {i.id for i in selected.items}  # screening returns a new selection, its input unchanged
+    assert [d.kept for d in selected.decisions if d.item_id == bad_meta] == [True]
     reasons = {d.item_id: d.reason for d in selection.dropped}
+    assert {d.item_id: d.cause for d in selection.dropped}[bad_meta] is DropReason.BAD_METADATA
     assert reasons[bad_meta].startswith("bad metadata: item S2B_32ULC_20240310_0_L2A: s2:processing_baseline 'five'")
     assert reasons[no_scl] == "missing assets: scl"
     assert {bad_meta, no_scl}.isdisjoint(i.id for i in selection.items) and len(selection.items) == 5
@@ -89,6 +96,29 @@ def test_truncated_item_json_is_dropped_with_its_path_or_named_when_failing(samp
 
     with pytest.raises(BadItemError, match=f"unreadable item: {broken}: JSONDecodeError"):
         screen_items(source.select(query), "fail")
+
+
+def _picked(selection):
+    return [i.id for i in selection.items], selection.decisions
+
+
+def test_one_source_serves_concurrent_searches_and_keeps_no_state(sample_area, catalog_copy):
+    """find_items returns its failures with its items: one instance, many searches at once, same answers."""
+    broken = next(catalog_copy.rglob("S2B_32ULC_20240505_0_L2A.json"))
+    broken.write_text(broken.read_text()[:200])
+    source = LocalStacSource(catalog_copy / "catalog.json")
+    state = dict(vars(source))
+    queries = [_query(sample_area, year)[0] for year in (2019, 2024) * 4]
+    found = source.find_items(queries[1])
+    assert [f.item_id for f in found.failures] == ["S2B_32ULC_20240505_0_L2A"]
+    assert found.failures[0].cause is DropReason.UNREADABLE_ITEM
+    with ThreadPoolExecutor(8) as pool:
+        selections = list(pool.map(source.select, queries))
+    for query, selection in zip(queries, selections, strict=True):
+        assert _picked(selection) == _picked(source.select(query))
+        unreadable = [d for d in selection.dropped if d.cause is DropReason.UNREADABLE_ITEM]
+        assert [d.item_id for d in unreadable] == ["S2B_32ULC_20240505_0_L2A"]  # once per search, not per thread
+    assert vars(source) == state
 
 
 def test_catalog_path_that_is_not_stac_names_path_and_key(tmp_path, sample_area):
@@ -135,7 +165,7 @@ def test_stac_api_500s_are_retried_with_backoff_then_reported(sample_area):
 def test_year_value_is_validated_before_any_sql(database_url, tmp_path):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("create table if not exists public.canary (x int)")
-        with pytest.raises(ConfigError, match="'2024; drop table public.canary' is not a year"):
+        with pytest.raises(InvalidYearError, match="'2024; drop table public.canary' is not a year"):
             load_composite(conn, "faults", "2024; drop table public.canary", tmp_path / "none.tif")
         assert conn.execute("select to_regclass('public.canary')").fetchone()[0] == "canary"
 

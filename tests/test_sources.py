@@ -10,7 +10,7 @@ import pystac
 import pytest
 from shapely.geometry import box, mapping
 
-from ingestion.sources.base import SceneQuery, apply_selection_rules
+from ingestion.sources.base import DropReason, SceneQuery, apply_selection_rules
 from ingestion.sources.earth_search import EarthSearchSource
 from ingestion.sources.local_stac import LocalStacSource
 from ingestion.sources.registry import UnknownSourceError, available_sources, load_source
@@ -46,6 +46,14 @@ def test_selection_rules_give_reasons():
     assert reasons["no-cover"].startswith("bad metadata: eo:cloud_cover is None")
     assert reasons["late"].startswith("outside window")
     assert sel.summary()["dropped_by_reason"]["duplicate"] == 1
+    causes = {d.item_id: d.cause for d in sel.dropped}
+    assert causes == {"cloudy": DropReason.CLOUD_COVER, "far": DropReason.NO_OVERLAP,
+                      "no-scl": DropReason.MISSING_ASSETS, "no-cover": DropReason.BAD_METADATA,
+                      "late": DropReason.OUTSIDE_WINDOW, "ok": DropReason.DUPLICATE}
+    assert {d.item_id for d in sel.dropped if d.cause.is_bad_item} == {"no-scl", "no-cover"}
+    with pytest.raises(AttributeError):  # the selection is frozen: screening returns a new one
+        sel.items = ()  # type: ignore[misc]
+    assert isinstance(sel.items, tuple) and isinstance(sel.decisions, tuple)
 
 
 def test_month_window_and_bad_months():
@@ -74,7 +82,7 @@ def test_third_party_plugin_registers_through_an_installed_entry_point(tmp_path,
     (site / "acme_imagery-1.0.dist-info" / "entry_points.txt").write_text(
         "[ndvi_pipeline.imagery_sources]\nacme = acme_imagery:AcmeSource\n")
     (site / "acme_imagery.py").write_text(textwrap.dedent("""
-        from ingestion.sources.base import ImagerySource
+        from ingestion.sources.base import ImagerySource, SearchResult
 
         class AcmeSource(ImagerySource):
             name = "acme"
@@ -83,7 +91,7 @@ def test_third_party_plugin_registers_through_an_installed_entry_point(tmp_path,
                 self.items = items
 
             def find_items(self, query):
-                return self.items
+                return SearchResult(tuple(self.items))
     """))
     monkeypatch.syspath_prepend(str(site))
     assert "acme" in available_sources()

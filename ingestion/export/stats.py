@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg
 import shapely
 
-from ingestion.config import validate_year
+from ingestion.years import validate_year
 
 PERCENTILE_FIELDS = ("p10_ndvi", "p25_ndvi", "median_ndvi", "p75_ndvi", "p90_ndvi")
 

@@ -19,7 +19,6 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 NDVI_FIELDS = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi")
-STAT_FIELDS = ("pixel_count", "valid_fraction", *NDVI_FIELDS)
 
 #: Upper bounds of the change classes (NDVI units); a value above the last bound is in one more class.
 #: Fixed, not data-driven, so that "no change" always looks the same from map to map.

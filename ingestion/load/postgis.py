@@ -26,9 +26,9 @@ import rasterio
 import rasterio.windows
 import shapely
 
-from ingestion.config import validate_year
 from ingestion.load.raster_wkb import raster_wkb
 from ingestion.load.settings import ensure_settings_tables
+from ingestion.years import validate_year
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,20 @@
-"""The imagery-source plugin interface and the selection rules every source applies."""
+"""The imagery-source plugin contract and the selection rules every source applies.
+
+A plugin implements one method, :meth:`ImagerySource.find_items`, which returns a :class:`SearchResult`: the
+candidate items and the items it found but could not read. It keeps no state between calls, so one instance
+can serve any number of searches, at once too. :meth:`ImagerySource.select` applies the common rules to the
+result and returns a frozen :class:`SceneSelection`; every dropped item carries a :class:`DropReason`.
+"""
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
+import enum
 import logging
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pystac
@@ -16,6 +25,29 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLOUD_COVER_MAX = 5.0
 REQUIRED_ASSETS = ("red", "nir", "scl")
+
+
+class DropReason(enum.Enum):
+    """Why an item was not used. The value is the label shown in logs, asset metadata and summaries."""
+
+    DUPLICATE = "duplicate"
+    OUTSIDE_WINDOW = "outside window"
+    CLOUD_COVER = "cloud cover"
+    NO_OVERLAP = "no overlap"
+    MISSING_ASSETS = "missing assets"
+    BAD_METADATA = "bad metadata"
+    UNREADABLE_ITEM = "unreadable item"
+    UNREADABLE_ASSET = "unreadable asset"
+
+    @property
+    def is_bad_item(self) -> bool:
+        """True for a broken item (``imagery.on_bad_item`` decides: drop it or fail the year); False for an
+        item the rules leave out by design (window, cloud cover, overlap, duplicate)."""
+        return self in _BAD_ITEM
+
+
+_BAD_ITEM = frozenset({DropReason.MISSING_ASSETS, DropReason.BAD_METADATA, DropReason.UNREADABLE_ITEM,
+                       DropReason.UNREADABLE_ASSET})
 
 
 @dataclass(frozen=True)
@@ -48,61 +80,105 @@ class SceneQuery:
         return f"{self.start.isoformat()}T00:00:00Z/{self.end.isoformat()}T23:59:59Z"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SceneDecision:
-    """Why an item was kept or dropped, for logs and asset metadata."""
+    """One item kept (``cause`` None) or dropped (``cause`` the reason), with a human-readable ``detail``."""
 
     item_id: str
-    kept: bool
-    reason: str
+    cause: DropReason | None
+    detail: str
+
+    @classmethod
+    def keep(cls, item_id: str, detail: str) -> SceneDecision:
+        return cls(item_id, None, detail)
+
+    @classmethod
+    def drop(cls, item_id: str, cause: DropReason, detail: str) -> SceneDecision:
+        return cls(item_id, cause, detail)
+
+    @property
+    def kept(self) -> bool:
+        return self.cause is None
+
+    @property
+    def reason(self) -> str:
+        """``"<label>: <detail>"`` for a dropped item (``"cloud cover: 7.0% >= 5.0%"``), the detail when kept."""
+        return self.detail if self.cause is None else f"{self.cause.value}: {self.detail}"
 
 
-@dataclass
+@dataclass(frozen=True)
+class SearchResult:
+    """What a plugin's search found: candidate ``items`` (possibly a superset of what the query asks for) and
+    ``failures``, items it found but could not read (each a dropped :class:`SceneDecision`, usually
+    :attr:`DropReason.UNREADABLE_ITEM`)."""
+
+    items: tuple[pystac.Item, ...]
+    failures: tuple[SceneDecision, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+        object.__setattr__(self, "failures", tuple(self.failures))
+        if any(f.kept for f in self.failures):
+            raise ValueError("SearchResult.failures holds dropped decisions only")
+
+
+@dataclass(frozen=True)
 class SceneSelection:
-    """Items to composite plus a record of every decision."""
+    """Items to composite plus a record of every decision, in acquisition order. Frozen: the screening steps
+    return a new selection (:meth:`dropping`)."""
 
-    items: list[pystac.Item] = field(default_factory=list)
-    decisions: list[SceneDecision] = field(default_factory=list)
+    items: tuple[pystac.Item, ...] = ()
+    decisions: tuple[SceneDecision, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+        object.__setattr__(self, "decisions", tuple(self.decisions))
 
     @property
     def dropped(self) -> list[SceneDecision]:
         return [d for d in self.decisions if not d.kept]
 
+    def dropping(self, drops: Mapping[str, tuple[DropReason, str]]) -> SceneSelection:
+        """A new selection without the items in ``drops`` (item id → reason and detail); their earlier
+        decision is replaced by the drop."""
+        if not drops:
+            return self
+        kept = tuple(i for i in self.items if i.id not in drops)
+        decisions = [d for d in self.decisions if d.item_id not in drops]
+        decisions += [SceneDecision.drop(item_id, cause, detail) for item_id, (cause, detail) in drops.items()]
+        return SceneSelection(kept, tuple(decisions))
+
     def summary(self) -> dict[str, Any]:
         """Counts by reason, JSON-friendly."""
-        reasons: dict[str, int] = {}
-        for d in self.dropped:
-            key = d.reason.split(":")[0]
-            reasons[key] = reasons.get(key, 0) + 1
-        return {"kept": len(self.items), "dropped": len(self.dropped), "dropped_by_reason": reasons}
+        reasons = Counter(d.cause.value for d in self.dropped if d.cause is not None)
+        return {"kept": len(self.items), "dropped": len(self.dropped), "dropped_by_reason": dict(reasons)}
 
 
 class ImagerySource(abc.ABC):
     """Base class of imagery plugins.
 
-    Subclasses implement :meth:`find_items` (candidate items, possibly a superset) and get the common
-    selection rules (date window, cloud cover, AOI overlap, required assets, exact-duplicate ids) from
-    :meth:`select`, so every source chooses scenes the same way whatever its server supports.
+    Subclasses implement :meth:`find_items` and get the common selection rules (date window, cloud cover, AOI
+    overlap, required assets, exact-duplicate ids) from :meth:`select`, so every source chooses scenes the
+    same way whatever its server supports. A plugin keeps no per-search state on the instance.
     """
 
     #: The name users put in configuration (the entry-point name).
     name: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def find_items(self, query: SceneQuery) -> list[pystac.Item]:
-        """Candidate items for ``query`` (the server may ignore some filters: :meth:`select` re-applies them)."""
-
-    #: Items the source found but could not read, filled by :meth:`find_items` (dropped or failed on by
-    #: ``imagery.on_bad_item``, like items with bad metadata).
-    unreadable: list[SceneDecision]
+    def find_items(self, query: SceneQuery) -> SearchResult:
+        """Candidate items for ``query`` and the items that could not be read (the server may ignore some
+        filters: :meth:`select` re-applies them). Raise for a failed search (network, server)."""
 
     def select(self, query: SceneQuery) -> SceneSelection:
         """Find items and apply the selection rules, logging each decision."""
-        self.unreadable = []
-        candidates = self.find_items(query)
-        log.info("%s: %d candidate items for %s..%s", self.name, len(candidates), query.start, query.end)
-        selection = apply_selection_rules(candidates, query)
-        selection.decisions.extend(self.unreadable)
+        found = self.find_items(query)
+        if not isinstance(found, SearchResult):
+            raise TypeError(f"{type(self).__name__}.find_items must return a SearchResult, "
+                            f"got {type(found).__name__}")
+        log.info("%s: %d candidate items for %s..%s", self.name, len(found.items), query.start, query.end)
+        rules = apply_selection_rules(found.items, query)
+        selection = SceneSelection(rules.items, rules.decisions + found.failures)
         for d in selection.decisions:
             log.info("scene %s: %s (%s)", d.item_id, "kept" if d.kept else "dropped", d.reason)
         return selection
@@ -114,38 +190,38 @@ def acquired(item: pystac.Item) -> dt.date | None:
     return when.astimezone(dt.UTC).date() if when else None
 
 
-def apply_selection_rules(items: list[pystac.Item], query: SceneQuery) -> SceneSelection:
+def apply_selection_rules(items: Iterable[pystac.Item], query: SceneQuery) -> SceneSelection:
     """Keep items inside the window, under the cloud limit, overlapping the AOI, with red/nir/scl assets."""
-    selection = SceneSelection()
+    kept: list[pystac.Item] = []
+    decisions: list[SceneDecision] = []
     seen: set[str] = set()
     for item in sorted(items, key=lambda i: (acquired(i) or dt.date.min, i.id)):
-        reason = _drop_reason(item, query, seen)
+        drop = _drop_reason(item, query, seen)
         seen.add(item.id)
-        if reason:
-            selection.decisions.append(SceneDecision(item.id, False, reason))
+        if drop:
+            decisions.append(SceneDecision.drop(item.id, *drop))
         else:
-            selection.items.append(item)
-            cover = item.properties.get("eo:cloud_cover")
-            selection.decisions.append(SceneDecision(item.id, True, f"cloud cover {cover}%"))
-    return selection
+            kept.append(item)
+            decisions.append(SceneDecision.keep(item.id, f"cloud cover {item.properties.get('eo:cloud_cover')}%"))
+    return SceneSelection(tuple(kept), tuple(decisions))
 
 
-def _drop_reason(item: pystac.Item, query: SceneQuery, seen: set[str]) -> str | None:
+def _drop_reason(item: pystac.Item, query: SceneQuery, seen: set[str]) -> tuple[DropReason, str] | None:
     if item.id in seen:
-        return "duplicate: same item id returned twice"
+        return DropReason.DUPLICATE, "same item id returned twice"
     day = acquired(item)
     if day is None:
-        return "bad metadata: no datetime"
+        return DropReason.BAD_METADATA, "no datetime"
     if not query.start <= day <= query.end:
-        return f"outside window: acquired {day}"
+        return DropReason.OUTSIDE_WINDOW, f"acquired {day}"
     cover = item.properties.get("eo:cloud_cover")
     if not isinstance(cover, int | float):
-        return f"bad metadata: eo:cloud_cover is {cover!r}"
+        return DropReason.BAD_METADATA, f"eo:cloud_cover is {cover!r}"
     if cover >= query.cloud_cover_max:
-        return f"cloud cover: {cover}% >= {query.cloud_cover_max}%"
+        return DropReason.CLOUD_COVER, f"{cover}% >= {query.cloud_cover_max}%"
     if item.geometry is None or not shape(item.geometry).intersects(query.aoi):
-        return "no overlap: item footprint does not intersect the area"
+        return DropReason.NO_OVERLAP, "item footprint does not intersect the area"
     missing = [key for key in REQUIRED_ASSETS if key not in item.assets]
     if missing:
-        return f"missing assets: {', '.join(missing)}"
+        return DropReason.MISSING_ASSETS, ", ".join(missing)
     return None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import pystac
 import pystac_client
 from pystac_client.stac_api_io import StacApiIO
 from urllib3.util.retry import Retry
 
-from ingestion.sources.base import ImagerySource, SceneQuery
+from ingestion.sources.base import ImagerySource, SceneQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class EarthSearchSource(ImagerySource):
                       allowed_methods=None, raise_on_status=False)
         self._io = StacApiIO(max_retries=retry, timeout=timeout_seconds)
 
-    def find_items(self, query: SceneQuery) -> list[pystac.Item]:
+    def find_items(self, query: SceneQuery) -> SearchResult:
         log.info("earth-search: searching %s collection %s", self.url, self.collection)
         try:
             client = pystac_client.Client.open(self.url, stac_io=self._io, timeout=self.timeout_seconds)
@@ -51,6 +50,7 @@ class EarthSearchSource(ImagerySource):
                 query={"eo:cloud_cover": {"lt": query.cloud_cover_max}},
                 max_items=self.max_items,
             )
-            return list(search.items())
+            items = tuple(search.items())
         except Exception as exc:  # network, HTTP and JSON errors all mean: the search failed
             raise StacApiError(f"STAC search at {self.url} failed: {type(exc).__name__}: {exc}") from exc
+        return SearchResult(items)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pystac
 
-from ingestion.sources.base import ImagerySource, SceneDecision, SceneQuery, acquired
+from ingestion.sources.base import DropReason, ImagerySource, SceneDecision, SceneQuery, SearchResult, acquired
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,8 @@ class LocalStacSource(ImagerySource):
 
     pystac-client cannot search a static catalog, so items are read by walking it; the common selection
     rules then apply exactly as for a STAC API. An item (or sub-catalog) whose JSON cannot be read is not
-    fatal here: it is reported in :attr:`unreadable` and dropped or failed on by ``imagery.on_bad_item``.
+    fatal here: it is returned among the search's ``failures`` and dropped or failed on by
+    ``imagery.on_bad_item``.
     """
 
     name = "local-stac"
@@ -30,7 +31,6 @@ class LocalStacSource(ImagerySource):
     def __init__(self, catalog_path: str | Path, collection: str | None = "sentinel-2-l2a") -> None:
         self.catalog_path = Path(catalog_path)
         self.collection = collection
-        self.unreadable: list[SceneDecision] = []
 
     def _open_root(self) -> pystac.Catalog:
         where = f"local-stac: imagery.options.catalog_path {self.catalog_path}"
@@ -41,8 +41,8 @@ class LocalStacSource(ImagerySource):
         except Exception as exc:  # pystac raises JSON, type and key errors alike
             raise CatalogError(f"{where} is not a STAC catalog or collection JSON: {_reason(exc)}") from None
 
-    def _walk(self, catalog: pystac.Catalog) -> Iterator[pystac.Item]:
-        """Every item below ``catalog``; unreadable JSON files are recorded and skipped."""
+    def _walk(self, catalog: pystac.Catalog, failures: list[SceneDecision]) -> Iterator[pystac.Item]:
+        """Every item below ``catalog``; unreadable JSON files are added to ``failures`` and skipped."""
         for link in catalog.get_links():
             if link.rel not in ("child", "item"):
                 continue
@@ -50,19 +50,18 @@ class LocalStacSource(ImagerySource):
             try:
                 obj = link.resolve_stac_object(root=catalog.get_root()).target
             except Exception as exc:  # a broken file must not hide the other items
-                reason = f"unreadable item: {href}: {_reason(exc)}"
-                log.warning("local-stac: %s", reason)
-                self.unreadable.append(SceneDecision(Path(href).stem, False, reason))
+                failure = SceneDecision.drop(Path(href).stem, DropReason.UNREADABLE_ITEM, f"{href}: {_reason(exc)}")
+                log.warning("local-stac: %s", failure.reason)
+                failures.append(failure)
                 continue
             if isinstance(obj, pystac.Item):
                 yield obj
             elif isinstance(obj, pystac.Catalog):
-                yield from self._walk(obj)
+                yield from self._walk(obj, failures)
 
-    def find_items(self, query: SceneQuery) -> list[pystac.Item]:
-        self.unreadable = []
-        items = []
-        for item in self._walk(self._open_root()):
+    def find_items(self, query: SceneQuery) -> SearchResult:
+        items, failures = [], []
+        for item in self._walk(self._open_root(), failures):
             if self.collection and item.collection_id not in (None, self.collection):
                 continue
             day = acquired(item)
@@ -70,7 +69,7 @@ class LocalStacSource(ImagerySource):
                 continue  # as a STAC API's datetime filter would
             item.make_asset_hrefs_absolute()
             items.append(item)
-        return items
+        return SearchResult(tuple(items), tuple(failures))
 
 
 def _reason(exc: Exception) -> str:
