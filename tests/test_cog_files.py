@@ -62,18 +62,24 @@ def _temp_files(folder: Path) -> list[Path]:
 
 
 def test_three_concurrent_runs_publish_one_whole_cog(tmp_path):
-    single = tmp_path / "single" / "ndvi_composite_2024.tif"
-    assert _writer(single).wait() == 0
-    expected = _levels(single)
-    assert len(expected) >= 3  # full resolution and at least two overviews
+    """Three writers with different data race on one target: the published COG is one writer's, whole (every
+    level of both bands), never a mix of blocks from several."""
+    seeds = (1, 2, 3)
+    singles = [tmp_path / f"single-{seed}" / "ndvi_composite_2024.tif" for seed in seeds]
+    alone = [_writer(path, seed=seed) for path, seed in zip(singles, seeds, strict=True)]
+    assert [p.wait(timeout=120) for p in alone] == [0, 0, 0]
+    expected = {seed: _levels(path) for seed, path in zip(seeds, singles, strict=True)}
+    assert len(expected[1]) >= 3  # full resolution and at least two overviews
+    for a, b in zip(expected[1], expected[2], strict=True):
+        assert not np.array_equal(a[0], b[0])  # each level tells the writers apart
 
     target = tmp_path / "year" / "ndvi_composite_2024.tif"
-    runs = [_writer(target) for _ in range(3)]
+    runs = [_writer(target, seed=seed) for seed in seeds]
     assert [p.wait(timeout=120) for p in runs] == [0, 0, 0]
     got = _levels(target)
-    assert len(got) == len(expected)
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(a, b)
+    whole = [seed for seed, levels in expected.items() if len(levels) == len(got)
+             and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, levels, strict=True))]
+    assert len(whole) == 1, "the published COG is not exactly one writer's"
     assert not _temp_files(target.parent)
 
 

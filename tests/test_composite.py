@@ -83,7 +83,8 @@ def test_cog_layout(sample_area, tmp_path):
         ndvi, count = src.read(1), src.read(2)
     np.testing.assert_array_equal(ndvi == NODATA, comp.count == 0)
     np.testing.assert_array_equal(count, comp.count)
-    assert not list(tmp_path.rglob("*.tmp.tif"))
+    # the temporary files (``<name>.tmp-<host>-<pid>-<hex>.part.tif``, overviews, VRT) are gone: only the COG
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == [path.relative_to(tmp_path)]
 
 
 def test_real_scene_through_local_stac_matches_numpy(shared_data, tmp_path):
