@@ -141,4 +141,4 @@ def test_selection_report_for_sample_year(sample_area):
     assert any("_1_L2A" in i for i in kept)  # the duplicate is read and merged per pixel, not counted twice
     dropped = {d.item_id: d.reason for d in selection.dropped}
     assert all(r.startswith("cloud cover") for r in dropped.values()) and dropped
-    assert apply_selection_rules(selection.items, SceneQuery.for_year(box(0, 0, 1, 1), 2024)).items == []
+    assert apply_selection_rules(selection.items, SceneQuery.for_year(box(0, 0, 1, 1), 2024)).items == ()

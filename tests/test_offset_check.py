@@ -30,6 +30,7 @@ from ingestion.imagery.offset_check import (
     dark_share,
 )
 from ingestion.sample.generator import generate
+from ingestion.scenes import BadItemError
 from ingestion.sources.base import SceneQuery
 from ingestion.sources.registry import load_source
 from ingestion.vector_utils import to_wgs84
@@ -257,7 +258,7 @@ def test_unreadable_asset_fails_the_year_when_configured(sample_area, tmp_path):
         catalog, _ = _odd_items(sample_area, tmp_path, server, only=("404",))
         cfg = _area_config(sample_area, catalog, tmp_path / "out", on_bad_item="fail")
         pipeline.build_aoi(cfg, pipeline.prepare_districts(cfg))
-        with pytest.raises(pipeline.BadItemError, match=r"asset 'nir' at http://127\.0\.0\.1:\d+/no/such/nir.tif "
+        with pytest.raises(BadItemError, match=r"asset 'nir' at http://127\.0\.0\.1:\d+/no/such/nir.tif "
                                                         r"cannot be read: .*404.*imagery.on_bad_item: drop"):
             pipeline.composite_year(cfg, 2024)
     item = pystac.Item("lonely", box(0, 0, 1, 1).__geo_interface__, [0, 0, 1, 1], dt.datetime(2024, 1, 1), {})
