@@ -2,7 +2,8 @@
 
 Dagster wraps an exception raised in a step in ``DagsterExecutionStepExecutionError`` ("Error occurred while
 executing op ...") and keeps the original as the error's ``cause``. The line is built from that structured
-chain (``SerializableErrorInfo.cause`` / ``context`` and ``cls_name``), not by editing the wrapper's text.
+chain (``SerializableErrorInfo.cause`` / ``context`` and ``cls_name``, checked against Dagster's class
+hierarchy of wrappers), not by editing the wrapper's text.
 """
 
 from __future__ import annotations
@@ -18,13 +19,31 @@ MAX_TAG_CHARS = 500
 MAX_DETAIL_LINES = 4
 
 
+def _user_code_wrappers() -> frozenset[str]:
+    """Names of the exceptions Dagster raises around an error of user code: ``DagsterUserCodeExecutionError``
+    and every subclass of it (the step, resource, input, output and type-check wrappers)."""
+    names, classes = set(), [dg.DagsterUserCodeExecutionError]
+    while classes:
+        cls = classes.pop()
+        names.add(cls.__name__)
+        classes += cls.__subclasses__()
+    return frozenset(names)
+
+
+#: Dagster's wrappers of user-code errors, from its class hierarchy (a serialized error keeps only the class
+#: name, so membership is checked by name against that hierarchy, not by a name prefix).
+USER_CODE_WRAPPERS = _user_code_wrappers()
+
+
 def root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
     """The exception the step's own code raised: ``error`` unwrapped from Dagster's wrapper exceptions
-    (``Dagster...Error``, which keep it as their ``cause``, or as ``context`` when raised while handling it).
+    (:data:`USER_CODE_WRAPPERS`, which keep it as their ``cause``, or as ``context`` when raised while handling
+    it).
 
-    The chain stops at the first exception that is not Dagster's: it is the one whose message the pipeline
-    wrote for the user (``StacApiError: STAC search at URL failed: ...``); its own causes are details."""
-    while (error.cls_name or "").startswith("Dagster") and (error.cause or error.context) is not None:
+    The chain stops at the first exception that is not such a wrapper: it is the one whose message the
+    pipeline wrote for the user (``StacApiError: STAC search at URL failed: ...``); its own causes are details,
+    even when its class name happens to start with ``Dagster``."""
+    while error.cls_name in USER_CODE_WRAPPERS and (error.cause or error.context) is not None:
         error = error.cause or error.context
     return error
 
