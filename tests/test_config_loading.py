@@ -48,7 +48,8 @@ def test_code_location_loads_with_the_districts_url_unreachable(tmp_path, capsys
         assert capsys.readouterr().out.split() == ["GM01", "GM02"]
         assert server.requests > 0
     # the server is gone: the URL is unreachable, as a WFS that is down
-    env = {**os.environ, "NDVI_CONFIG": str(config)}
+    (tmp_path / "dagster_home").mkdir()
+    env = {**os.environ, "NDVI_CONFIG": str(config), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     script = ("from dagster_project.definitions import build_definitions; from ingestion.config import load_config;"
               "from dagster_project.partitions import area_partitions;"
               "print(area_partitions(load_config()).get_partition_keys())")
