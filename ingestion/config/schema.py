@@ -82,7 +82,8 @@ def _basemap(value: str | None) -> str | None:
 #: A Sentinel-2 year: 2015..next year (the bound moves with the date, so it is not a static constraint).
 Year = Annotated[int, BeforeValidator(_year)]
 Month = Annotated[StrictInt, Field(ge=1, le=12)]
-Number = StrictInt | StrictFloat
+#: A number given as an int or a float (never a bool or a string), kept as a float.
+Number = Annotated[StrictInt | StrictFloat, AfterValidator(float)]
 PluginName = Annotated[str, AfterValidator(_known_source)]
 SclClasses = Annotated[frozenset[int], BeforeValidator(_scl_classes)]
 
@@ -169,7 +170,7 @@ class GreenThreshold(_Section):
                                   "lower-case letters, digits and '_', starting with a letter")
     label: str | None = Field(None, description="human-readable label for the map legend; default the name "
                                                 "with spaces")
-    ndvi: Annotated[Number, AfterValidator(float)] = Field(
+    ndvi: Number = Field(
         ge=-1, le=1, description="NDVI threshold (-1..1); a pixel counts when its NDVI >= this value")
 
     @property
