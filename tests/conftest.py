@@ -67,3 +67,11 @@ def sample_area(tmp_path_factory) -> dict:
     manifest = generate(out, [2019, 2021, 2024], seed=7, all_cloud_years=(2021,))
     manifest["root"] = out
     return manifest
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The random order's seed at the end of every run, also under ``-q`` (which hides pytest-randomly's header
+    line): ``pytest --randomly-seed=N`` repeats the order of a failing run."""
+    seed = config.getoption("randomly_seed", default=None)
+    if seed is not None and config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line(f"test order: random, seed {seed} (repeat with --randomly-seed={seed})")
