@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.utils import make_new_run_id
@@ -24,6 +25,7 @@ from dagster_project.partitions import area_year_key
 from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.config import ConfigError, PipelineConfig, load_config
+from ingestion.retire import retire_area
 
 #: Without -v: Dagster's console logger off (events still go to the instance) and dbt's log lines, which
 #: dagster-dbt writes to stdout, kept back unless the run fails.
@@ -140,6 +142,35 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     return results
 
 
+def retire(config: PipelineConfig, area: str, output_dir: Path | None = None,
+           echo: Callable[[str], None] = print) -> int:
+    """``ndvi-pipeline retire AREA``: remove a no-longer-configured area's rows and move its files aside.
+
+    Refuses (exit 2) while ``area`` is still in ``config``, so a typo cannot wipe a served area. ``output_dir``
+    defaults to the configured areas' output folder. Returns the exit code."""
+    if area in config.codes:
+        echo(f"error: area {area!r} is still configured in {config.source_file}; remove it from the config "
+             "first, then retire it")
+        return 2
+    if output_dir is None:
+        folders = sorted({a.output_dir for a in config.areas})
+        if len(folders) > 1:
+            echo(f"error: the configured areas write to {len(folders)} output folders "
+                 f"({', '.join(map(str, folders))}); say which held {area!r} with --output-dir")
+            return 2
+        output_dir = folders[0]
+    report = retire_area(area, output_dir)
+    if not report.found:
+        echo(f"nothing to retire: no rows of area {area!r} in raw.* or analytics.*, and no folder "
+             f"{output_dir / area}")
+        return 0
+    tables = ", ".join(f"{table} {rows}" for table, rows in report.rows.items()) or "none"
+    echo(f"retired {area}: {report.total_rows} rows deleted in one transaction ({tables})")
+    if report.moved_to:
+        echo(f"retired {area}: {output_dir / area} moved to {report.moved_to}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ndvi-pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,18 +179,27 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
     run_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    retire_parser = sub.add_parser("retire", help="remove an area that is no longer configured: its rows in "
+                                                  "every table, and its output folder (moved aside)")
+    retire_parser.add_argument("area", help="the area code to retire (must not be in the config any more)")
+    retire_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    retire_parser.add_argument("--output-dir", type=Path,
+                               help="the folder holding the area's folder (default the configured areas')")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    if not args.verbose:
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
         for name in ("dagster", "dagster.builtin"):  # dagster-dbt logs its dbt selection at info
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
-        for code in args.area or []:
+        for code in (args.area or []) if args.command == "run" else []:
             config.area(code)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "retire":
+        return retire(config, args.area, args.output_dir)
     try:
         results = run(config, args.area, args.year, verbose=args.verbose)
     except Interrupted:
