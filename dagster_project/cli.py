@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.utils import make_new_run_id
@@ -26,6 +27,7 @@ from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.areas import load_config_reading_areas
 from ingestion.config import ConfigError, PipelineConfig
+from ingestion.retire import retire_area
 from ingestion.vector import VectorInputError
 
 #: Without -v: Dagster's console logger off (events still go to the instance) and dbt's log lines, which
@@ -143,6 +145,35 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     return results
 
 
+def retire(config: PipelineConfig, area: str, output_dir: Path | None = None,
+           echo: Callable[[str], None] = print) -> int:
+    """``ndvi-pipeline retire AREA``: remove a no-longer-configured area's rows and move its files aside.
+
+    Refuses (exit 2) while ``area`` is still in ``config``, so a typo cannot wipe a served area. ``output_dir``
+    defaults to the configured areas' output folder. Returns the exit code."""
+    if area in config.codes:
+        echo(f"error: area {area!r} is still configured in {config.source_file}; remove it from the config "
+             "first, then retire it")
+        return 2
+    if output_dir is None:
+        folders = sorted({a.output_dir for a in config.areas})
+        if len(folders) > 1:
+            echo(f"error: the configured areas write to {len(folders)} output folders "
+                 f"({', '.join(map(str, folders))}); say which held {area!r} with --output-dir")
+            return 2
+        output_dir = folders[0]
+    report = retire_area(area, output_dir)
+    if not report.found:
+        echo(f"nothing to retire: no rows of area {area!r} in raw.* or analytics.*, and no folder "
+             f"{output_dir / area}")
+        return 0
+    tables = ", ".join(f"{table} {rows}" for table, rows in report.rows.items()) or "none"
+    echo(f"retired {area}: {report.total_rows} rows deleted in one transaction ({tables})")
+    if report.moved_to:
+        echo(f"retired {area}: {output_dir / area} moved to {report.moved_to}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ndvi-pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     areas_parser = sub.add_parser("areas", help="read the areas of a districts file split by districts.area_column "
                                                 "(the Dagster code location uses what this records)")
     areas_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    retire_parser = sub.add_parser("retire", help="remove an area that is no longer configured: its rows in "
+                                                  "every table, and its output folder (moved aside)")
+    retire_parser.add_argument("area", help="the area code to retire (must not be in the config any more)")
+    retire_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    retire_parser.add_argument("--output-dir", type=Path,
+                               help="the folder holding the area's folder (default the configured areas')")
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
@@ -163,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # a bad config, an unreadable districts file or a missing area column: one line, no traceback
         config = load_config_reading_areas(args.config)
-        for code in getattr(args, "area", None) or []:
+        for code in (args.area or []) if args.command == "run" else []:
             config.area(code)
     except (ConfigError, VectorInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -171,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "areas":
         print("\n".join(config.codes))
         return 0
+    if args.command == "retire":
+        return retire(config, args.area, args.output_dir)
     try:
         results = run(config, args.area, args.year, verbose=verbose)
     except Interrupted:

@@ -37,7 +37,17 @@ def free_space(folder: Path) -> str:
 def write_error(path: Path, exc: BaseException) -> OutputWriteError:
     """An :class:`OutputWriteError` for a failed write of ``path``: the cause, the file and the free space."""
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if "no space left" not in reason.lower() and _is_full(path.parent):  # GDAL says only "Write failed"
+        reason = f"No space left on device ({reason})"
     return OutputWriteError(f"writing {path} failed: {reason} ({free_space(path.parent)} free in {path.parent})")
+
+
+def _is_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has less than 1 MB free."""
+    try:
+        return shutil.disk_usage(folder).free < 1_000_000
+    except OSError:
+        return False
 
 
 def temp_name(path: Path) -> Path:

@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 
+import numpy as np
 import pytest
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.transform import from_origin
 
 from ingestion.atomic import OutputWriteError, temp_name, write_text
 from ingestion.export.breaks import write_breaks
+from ingestion.imagery.cog import write_array_cog
 
 BREAKS = {"scheme": "FisherJenks", "k": 2, "bins": [0.2, 0.6], "min": 0.1, "max": 0.6, "colors": ["#a", "#b"]}
 
@@ -43,11 +48,8 @@ def full_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def test_full_disk_names_the_file_and_free_space_and_keeps_the_previous_file(full_tmpfs):
-    breaks = full_tmpfs / "latest" / "breaks.json"
-    write_breaks(BREAKS, breaks)
-    before = breaks.read_text()
-    fd = os.open(full_tmpfs / "filler", os.O_WRONLY | os.O_CREAT)
+def _fill(folder) -> None:
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
     try:
         while os.write(fd, b"\0" * 4096):
             pass
@@ -55,6 +57,13 @@ def test_full_disk_names_the_file_and_free_space_and_keeps_the_previous_file(ful
         pass  # full
     finally:
         os.close(fd)
+
+
+def test_full_disk_names_the_file_and_free_space_and_keeps_the_previous_file(full_tmpfs):
+    breaks = full_tmpfs / "latest" / "breaks.json"
+    write_breaks(BREAKS, breaks)
+    before = breaks.read_text()
+    _fill(full_tmpfs)
     with pytest.raises(OutputWriteError) as raised:
         write_text(full_tmpfs / "latest" / "ndvi_map.html", "<html>" + "x" * 200_000)
     message = str(raised.value)
@@ -64,3 +73,24 @@ def test_full_disk_names_the_file_and_free_space_and_keeps_the_previous_file(ful
         write_breaks({**BREAKS, "bins": [0.1] * 100_000}, breaks)
     assert breaks.read_text() == before
     assert sorted(p.name for p in (full_tmpfs / "latest").iterdir()) == ["breaks.json"]  # no temporary file
+
+
+def test_full_disk_during_a_cog_write_names_the_cog_and_free_space_and_keeps_the_previous_cog(full_tmpfs):
+    folder = full_tmpfs / "2024" / "composite"
+    cog = folder / "ndvi_composite_2024.tif"
+    small = GeoBox((32, 32), from_origin(300_000, 5_800_000, 10, 10), "EPSG:32632")
+    write_array_cog(np.full((32, 32), 0.5, np.float32), np.ones((32, 32)), small, cog)
+    before = cog.read_bytes()
+    _fill(full_tmpfs)
+    rng = np.random.default_rng(3)  # noise: DEFLATE cannot squeeze it into the last free blocks
+    size = 512
+    big = GeoBox((size, size), from_origin(300_000, 5_800_000, 10, 10), "EPSG:32632")
+    with pytest.raises(OutputWriteError) as raised:
+        write_array_cog(rng.random((size, size), np.float32), np.ones((size, size)), big, cog)
+    message = str(raised.value)
+    assert message.startswith(f"writing {cog} failed: No space left on device"), message
+    assert f"free in {folder})" in message
+    assert cog.read_bytes() == before  # the previous COG, whole
+    with rasterio.open(cog) as src:
+        assert src.read(1)[0, 0] == pytest.approx(0.5)
+    assert sorted(p.name for p in folder.iterdir()) == [cog.name]  # no temporary file

@@ -18,6 +18,7 @@ import rasterio.windows
 from odc.geo.geobox import GeoBox
 from odc.loader import RasterLoadParams, RasterSource, RioReader
 
+from ingestion.imagery.nearest import pixel_map
 from ingestion.imagery.radiometry import Radiometry, ndvi, reflectance
 
 DTYPES = {"red": "uint16", "nir": "uint16", "scl": "uint8"}
@@ -62,13 +63,18 @@ def read_asset(href: str, geobox: GeoBox, dtype: str, item_id: str = "", key: st
 
     When the asset's grid is the block's grid or an integer multiple of it, aligned (the 20 m SCL on the 10 m
     grid), the window is read at the asset's resolution and repeated, which equals a nearest-neighbour warp
-    and costs a fraction of it; otherwise odc-loader's reader reprojects.
+    and costs a fraction of it. On another grid (another CRS, rotated or shifted) the block's pixel map into the
+    asset's grid (:mod:`ingestion.imagery.nearest`, shared by every item on that grid) picks each pixel from a
+    windowed read; only where no such map can be made does odc-loader's reader warp with GDAL.
     """
     try:
         with rasterio.open(href) as src:
             factor = _integer_factor(src, geobox)
             if factor:
                 return _read_repeated(src, geobox, factor, dtype)
+            mapping = pixel_map(geobox, src) if src.crs is not None else None
+            if mapping is not None:
+                return mapping.gather(src, dtype)
         out = np.zeros(geobox.shape, dtype=dtype)
         cfg = RasterLoadParams(dtype=dtype, fill_value=0, src_nodata_fallback=0, resampling="nearest")
         roi, pix = RioReader(RasterSource(href), None).read(cfg, geobox)

@@ -19,6 +19,8 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -27,7 +29,10 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from odc.geo.geobox import GeoBox
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
+
+from ingestion.atomic import write_error
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +194,10 @@ class StreamedCogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temp_files(self.path)
         try:
-            self._dst = self._open(self._part, 1)
-            for factor in self._factors:
-                self._overviews.append((factor, self._open(self._overview_path(factor), factor)))
+            with self._naming_the_file():
+                self._dst = self._open(self._part, 1)
+                for factor in self._factors:
+                    self._overviews.append((factor, self._open(self._overview_path(factor), factor)))
         except BaseException as err:
             self.__exit__(type(err), err, err.__traceback__)
             raise
@@ -203,12 +209,23 @@ class StreamedCogWriter:
         self.stats.add(ndvi, count)
         out = np.stack([np.where(np.isnan(ndvi), np.float32(NODATA), ndvi), count]).astype(np.float32, copy=False)
         rows, cols = roi
-        self._dst.write(out, window=Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start))
-        for factor, dst in self._overviews:
-            kept = _decimated(roi, factor, dst.shape)
-            if kept is not None:
-                (in_rows, in_cols), window = kept
-                dst.write(np.ascontiguousarray(out[:, in_rows, in_cols]), window=window)
+        with self._naming_the_file():
+            self._dst.write(out, window=Window(cols.start, rows.start, cols.stop - cols.start,
+                                               rows.stop - rows.start))
+            for factor, dst in self._overviews:
+                kept = _decimated(roi, factor, dst.shape)
+                if kept is not None:
+                    (in_rows, in_cols), window = kept
+                    dst.write(np.ascontiguousarray(out[:, in_rows, in_cols]), window=window)
+
+    @contextmanager
+    def _naming_the_file(self) -> Iterator[None]:
+        """GDAL's write errors (``RasterioIOError: Write failed`` after ``No space left on device``) and OS
+        errors become :class:`~ingestion.atomic.OutputWriteError` naming the COG and its folder's free space."""
+        try:
+            yield
+        except (RasterioError, OSError) as exc:
+            raise write_error(self.path, exc) from exc
 
     def _write_vrt(self) -> None:
         """The full-resolution file with the overview files as its overviews, for the COG driver."""
@@ -235,13 +252,14 @@ class StreamedCogWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            for dst in (self._dst, *(d for _, d in self._overviews)):
-                if dst is not None:
-                    dst.close()
-            if exc_type is None:
-                self._write_vrt()
-                rasterio.shutil.copy(self._vrt, self._cog, driver="COG", **COG_OPTIONS)
-                os.replace(self._cog, self.path)
+            with self._naming_the_file():
+                for dst in (self._dst, *(d for _, d in self._overviews)):
+                    if dst is not None:
+                        dst.close()
+                if exc_type is None:
+                    self._write_vrt()
+                    rasterio.shutil.copy(self._vrt, self._cog, driver="COG", **COG_OPTIONS)
+                    os.replace(self._cog, self.path)
         finally:
             for leftover in self.path.parent.glob(f"{self._stem.name}.*"):
                 leftover.unlink(missing_ok=True)

@@ -7,7 +7,7 @@
       "{% if is_incremental() %}delete from {{ this }} as built where not exists (select from {{ ref('stg_districts') }} as d where d.area_code = built.area_code and d.districts_version = built.districts_version){% endif %}"
     ],
     post_hook=[
-      "create index if not exists {{ this.name }}_district_idx on {{ this }} (area_code, district_code)",
+      "create index if not exists {{ this.name }}_district_order_idx on {{ this }} (area_code, district_code, st_xmin(cell), st_ymax(cell))",
       "create index if not exists {{ this.name }}_cell_idx on {{ this }} using gist (cell)",
       "analyze {{ this }}"
     ]

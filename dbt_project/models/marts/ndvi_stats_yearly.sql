@@ -120,6 +120,11 @@ pixel_stats as materialized (
                 and masks.district_code = districts.district_code
                 and tiles.area_code = districts.area_code
                 and tiles.year = area_years_of_run.year
+            -- tiles in one fixed order (by the cell's corner, served by district_tile_masks_district_order_idx):
+            -- ST_SummaryStatsAgg accumulates in input order, so another order changes stddev_ndvi and mean_ndvi
+            -- in their last bits (~1e-16), and a re-run beside other areas' rows (a different heap order or
+            -- plan) would rewrite values that did not change
+            order by st_xmin(masks.cell), st_ymax(masks.cell)
             offset 0
         ) as masked_tiles
         offset 0

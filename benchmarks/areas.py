@@ -1,0 +1,197 @@
+"""Many areas against one: a synthetic province run as K areas (A) and as one area of the same districts (B).
+
+The province is K municipalities of ``--km`` × ``--km`` km side by side (rows of ``ceil(sqrt(K))``), each split
+into ``--districts`` Voronoi districts. One districts file holds them all (``gm_code`` names the municipality,
+district codes are unique across it), and the sample generator paints imagery for ``--years`` over the whole
+province once (cached in ``--cache``). Then, alternated ``--repeat`` times, each in a fresh database
+(``ndvi_bench`` of the embedded cluster, or ``--database-url``) and a fresh Dagster home:
+
+- **A**: ``ndvi-pipeline run`` with ``districts.area_column: gm_code`` (one area per municipality);
+- **B**: ``ndvi-pipeline run`` with one area holding every district.
+
+Printed per method: wall time, CPU (user + system, of the command and its children), peak RSS of the command,
+the sum of its step times by step, and the ratio A / B. The pixels and districts are the same, so the statistics
+must be too: after each pair it checks that A's and B's ``ndvi_stats_yearly`` rows are equal (counts exact,
+floating statistics within 1e-9).
+
+    .venv/bin/python benchmarks/areas.py [--areas 24] [--districts 12] [--km 8] [--years 2021 2022] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ingestion.db.connection import embedded_dsn  # noqa: E402
+from ingestion.sample.generator import MARGIN, generate, synthetic_districts  # noqa: E402
+
+STEP = re.compile(r"^ok\s+(\S+)\s+.*?\s([\d.]+) s")
+CLI = str(Path(sys.executable).with_name("ndvi-pipeline"))
+STATS = ("pixel_count", "district_pixel_count", "valid_fraction", "min_ndvi", "max_ndvi", "mean_ndvi",
+         "stddev_ndvi", "mean_clear_observations")
+
+
+def province_districts(areas: int, districts: int, km: float, seed: int = 5) -> gpd.GeoDataFrame:
+    """K municipalities of ``km`` × ``km`` km in rows of ceil(sqrt(K)), each of ``districts`` Voronoi districts;
+    columns ``district_code`` (``WK`` + municipality + district number), ``district_name``, ``gm_code``."""
+    per_row = math.ceil(math.sqrt(areas))
+    size = km * 1000
+    parts = []
+    for index in range(areas):
+        municipality = synthetic_districts(seed + index, n=districts, size_m=(size, size))
+        dx, dy = (index % per_row) * size, -(index // per_row) * size
+        municipality["geometry"] = municipality.geometry.translate(dx, dy)
+        code = f"GM{index + 1:04d}"
+        municipality["gm_code"] = code
+        municipality["district_code"] = [f"WK{index + 1:04d}{i + 1:02d}" for i in range(len(municipality))]
+        municipality["district_name"] = [f"{code} district {i + 1}" for i in range(len(municipality))]
+        parts.append(municipality)
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+
+
+def generate_province(cache: Path, areas: int, districts: int, km: float, years: list[int]) -> Path:
+    """The cached province folder (districts file, catalog, truth), generated on first use."""
+    folder = cache / f"province-{areas}x{districts}-{km:g}km-{'-'.join(map(str, years))}"
+    if (folder / "truth" / "truth.json").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = province_districts(areas, districts, km)
+    frame.to_file(folder / "districts.gpkg", driver="GPKG")
+    print(f"generating {areas} municipalities x {districts} districts ({km:g} km) for {years} into {folder} "
+          f"(margin {MARGIN} m)", file=sys.stderr, flush=True)
+    generate(folder, years, seed=7, districts_path=folder / "districts.gpkg")
+    return folder
+
+
+def write_config(path: Path, province: Path, years: list[int], out: Path, split: bool) -> Path:
+    districts = {"path": str(province / "districts.gpkg")}
+    config = {"years": years, "output_dir": str(out),
+              "imagery": {"source": "local-stac", "options": {"catalog_path": str(province / "catalog" /
+                                                                                  "catalog.json")}}}
+    if split:
+        config["districts"] = {**districts, "area_column": "gm_code"}
+    else:
+        config.update(area="province", districts=districts)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def reset(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set client_min_messages = warning")
+        conn.execute("drop schema if exists analytics cascade")
+        conn.execute("drop schema if exists raw cascade")
+
+
+def run_once(config: Path, url: str, work: Path) -> dict:
+    """``ndvi-pipeline run --config`` in a fresh Dagster home: wall, CPU and peak RSS of the process tree, and
+    the step seconds it printed, summed by step."""
+    reset(url)
+    home = work / f"home-{time.monotonic_ns()}"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url}
+    env.pop("NDVI_CONFIG", None)
+    started = time.perf_counter()
+    proc = subprocess.Popen([CLI, "run", "--config", str(config)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"ndvi-pipeline run --config {config} failed:\n{output[-4000:]}")
+    steps: dict[str, float] = defaultdict(float)
+    for line in output.splitlines():
+        if match := STEP.match(line):
+            steps[match[1]] += float(match[2])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes dbt's and GDAL's subprocesses, if any
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+            "steps": dict(steps), "children_cpu": children.ru_utime + children.ru_stime}
+
+
+def yearly_rows(url: str) -> dict[tuple[str, int], tuple]:
+    with psycopg.connect(url) as conn:
+        return {(r[0], r[1]): r[2:] for r in conn.execute(
+            f"select district_code, year, {', '.join(STATS)} from analytics.ndvi_stats_yearly")}  # noqa: S608
+
+
+def same_rows(a: dict, b: dict) -> str:
+    """'' when every district-year of ``a`` equals ``b``'s (counts exact, floats within 1e-9), else why not."""
+    if a.keys() != b.keys():
+        return f"different district-years: {len(a.keys() - b.keys())} only in A, {len(b.keys() - a.keys())} only in B"
+    for key, row in a.items():
+        for name, x, y in zip(STATS, row, b[key], strict=True):
+            if (x is None) != (y is None) or (x is not None and abs(x - y) > 1e-9):
+                return f"{key} {name}: A {x} B {y}"
+    return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--areas", type=int, default=24, help="municipalities (areas of A)")
+    parser.add_argument("--districts", type=int, default=12, help="districts per municipality")
+    parser.add_argument("--km", type=float, default=8.0, help="side of a municipality, km")
+    parser.add_argument("--years", type=int, nargs="+", default=[2021, 2022])
+    parser.add_argument("--repeat", type=int, default=2, help="runs per method, alternated")
+    parser.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmarks" / "areas")
+    parser.add_argument("--database-url", help="scratch PostGIS database (default: embedded ndvi_bench)")
+    args = parser.parse_args()
+    url = args.database_url or embedded_dsn("ndvi_bench")
+    province = generate_province(args.cache, args.areas, args.districts, args.km, args.years)
+    runs: dict[str, list[dict]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        configs = {name: write_config(work / f"{name}.yaml", province, args.years, work / f"out-{name}", split)
+                   for name, split in (("A", True), ("B", False))}
+        for repeat in range(args.repeat):
+            rows = {}
+            for name in ("A", "B") if repeat % 2 == 0 else ("B", "A"):
+                runs[name].append(run_once(configs[name], url, work))
+                rows[name] = yearly_rows(url)
+                print(f"run {repeat + 1} {name}: {runs[name][-1]['wall']:.1f} s", file=sys.stderr, flush=True)
+            if problem := same_rows(rows["A"], rows["B"]):
+                print(f"A and B differ: {problem}")
+                return 1
+    print(f"\n{args.areas} areas x {args.districts} districts of {args.km:g} x {args.km:g} km, years {args.years}, "
+          f"{os.cpu_count()} cores; median of {args.repeat} (alternated); A and B rows identical\n")
+    print("| method | wall s | CPU s | peak RSS MB | step seconds (summed by step) |")
+    print("|---|---|---|---|---|")
+    medians = {}
+    for name, results in runs.items():
+        medians[name] = {k: statistics.median(r[k] for r in results) for k in ("wall", "cpu", "rss_mb")}
+        steps = defaultdict(list)
+        for result in results:
+            for step, seconds in result["steps"].items():
+                steps[step].append(seconds)
+        slowest_first = sorted(steps.items(), key=lambda item: -max(item[1]))
+        by_step = ", ".join(f"{step} {statistics.median(seconds):.1f}" for step, seconds in slowest_first)
+        label = f"{name}: {args.areas if name == 'A' else 1} area(s)"
+        walls = ", ".join(f"{r['wall']:.1f}" for r in results)
+        print(f"| {label} | {medians[name]['wall']:.1f} ({walls}) | {medians[name]['cpu']:.1f} | "
+              f"{medians[name]['rss_mb']:.0f} | {by_step} |")
+    print(f"\nwall(A) / wall(B) = {medians['A']['wall'] / medians['B']['wall']:.2f}, CPU(A) / CPU(B) = "
+          f"{medians['A']['cpu'] / medians['B']['cpu']:.2f}, peak RSS(A) / RSS(B) = "
+          f"{medians['A']['rss_mb'] / medians['B']['rss_mb']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
