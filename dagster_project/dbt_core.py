@@ -62,6 +62,12 @@ def _invoke(args: list[str], manifest: Any = None, callback: Any = None) -> Any:
             [*args, "--no-send-anonymous-usage-stats"])
 
 
+def forget_parses() -> None:
+    """Forget this process's parsed manifests: the next dbt step parses again (after a project change)."""
+    with _MANIFESTS_LOCK:
+        _MANIFESTS.clear()
+
+
 class DbtCoreResource(dg.ConfigurableResource):
     """``dbt build`` in this process, against the database of ``postgis``.
 

@@ -5,10 +5,11 @@ the dbt steps execute what the in-process parse (:mod:`dagster_project.dbt_core`
 Two rules keep them the same:
 
 - :func:`prepare_manifest`, called before the dbt assets are defined, is dagster-dbt's own preparation
-  (``DbtProject.prepare_if_dev()``: a fresh ``dbt parse`` under ``dagster dev``), and outside ``dagster dev``
-  the same preparation whenever the manifest is missing or older than a file of the project, so editing a
-  model and then running ``ndvi-pipeline run`` or the tests needs no ``make manifest``. ``make manifest`` runs
-  it too (``dagster-dbt project prepare-and-package --file dagster_project/dbt_manifest.py``).
+  (what ``DbtProject.prepare_if_dev()`` does: a fresh ``dbt parse`` under ``dagster dev``), and outside
+  ``dagster dev`` the same whenever the manifest is missing or older than a file of the project, so editing a
+  model and then running ``ndvi-pipeline run`` or the tests needs no ``make manifest``. ``make manifest`` is
+  dagster-dbt's command (``dagster-dbt project prepare-and-package --file dagster_project/dbt_manifest.py``).
+  (``prepare_if_dev()`` itself looks for ``dbt`` on ``PATH`` only, which a venv that is not activated lacks.)
 - :func:`check_agrees`: before a step builds, the parse it executes from must hold the nodes of the manifest
   its selection came from, with the same checksums; a file edited after the code location loaded fails the
   step with what to do, instead of building something other than what Dagster selected.
@@ -16,12 +17,14 @@ Two rules keep them the same:
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtProject
+from dagster_dbt import DbtCliResource, DbtProject
 
 from dagster_project.dbt_adapter import node_checksums
 from dagster_project.resources import dbt_project
@@ -52,12 +55,18 @@ def manifest_is_stale(project: DbtProject) -> bool:
     return not manifest.exists() or manifest.stat().st_mtime < newest_source_mtime(Path(project.project_dir))
 
 
+def dbt_executable() -> str:
+    """``dbt`` on ``PATH``, else the one installed beside this Python (the venv's, when it is not activated)."""
+    return shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+
+
 def prepare_manifest(project: DbtProject = dbt_project) -> Path:
-    """dagster-dbt's preparation of ``project``: under ``dagster dev`` always, elsewhere when the manifest is
-    stale. Returns the manifest's path."""
-    project.prepare_if_dev()
-    if manifest_is_stale(project):
-        project.preparer.prepare(project)
+    """What ``DbtProject.prepare_if_dev()`` does (a ``dbt parse`` through dagster-dbt's ``DbtCliResource``,
+    into the project's target folder), under ``dagster dev`` always and elsewhere when the manifest is stale;
+    with the venv's ``dbt`` when none is on ``PATH``. Returns the manifest's path."""
+    if project.preparer.using_dagster_dev() or manifest_is_stale(project):
+        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=project.target_path).wait()
     return Path(project.manifest_path)
 
 

@@ -20,7 +20,7 @@ def test_every_pinned_internal_still_takes_the_parameters_the_adapter_passes(int
 
 
 def test_the_selection_result_still_has_the_fields_the_adapter_reads():
-    fields = set(inspect.signature(DbtCliInvocationPartialParams).parameters)
+    fields = set(DbtCliInvocationPartialParams.__annotations__)
     assert set(dbt_adapter.PINNED_RESULT_FIELDS) <= fields
 
 
