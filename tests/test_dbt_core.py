@@ -17,10 +17,15 @@ import numpy as np
 import psycopg
 import pytest
 import rasterio
+from dagster_dbt import dbt_assets
 from rasterio.windows import Window
 
+from dagster_project.assets.dbt import TRANSLATOR
+from dagster_project.assets.dbt import YEARLY_MODELS as YEARLY_MODELS_SELECT
 from dagster_project.dbt_core import DbtCoreResource, forget_parses
 from dagster_project.definitions import build_definitions
+from dagster_project.partitions import area_year_partitions
+from dagster_project.resources import dbt_project
 from ingestion.config import load_config
 from ingestion.db.dbt_lock import lock_holder
 from ingestion.paths import DBT_PROJECT_DIR
@@ -49,6 +54,8 @@ class WatchWhileDbtRuns(threading.Thread):
             self.expected = src.read(1, window=Window(0, 0, 64, 64))
         self.environment = dict(os.environ)
         self.changes: list[str] = []
+        self.pg_variables = {k for k in os.environ if k.startswith("PG")}
+        self.previous_during_dbt = False
         self.samples_during_dbt = 0
         self.reads_during_dbt = 0
         self.bad_reads = 0
@@ -64,13 +71,15 @@ class WatchWhileDbtRuns(threading.Thread):
                 during = _dbt_running()
                 reads = [pool.submit(self._read) for _ in range(2)] if during else []
                 now = dict(os.environ)
-                if now != self.environment:
-                    changed = sorted(k for k in now.keys() | self.environment.keys()
-                                     if now.get(k) != self.environment.get(k))
-                    self.changes.append(", ".join(changed))
-                    self.environment = now
+                changed = sorted(k for k in now.keys() | self.environment.keys()
+                                 if now.get(k) != self.environment.get(k))
+                self.pg_variables |= {k for k in now if k.startswith("PG")}
                 self.bad_reads += sum(not r.result() for r in reads)
-                if during and _dbt_running():
+                still = _dbt_running()
+                if changed and during and still and self.previous_during_dbt:
+                    self.changes.append(", ".join(changed))  # written while dbt ran, between two samples
+                self.environment, self.previous_during_dbt = now, during and still
+                if during and still:
                     self.samples_during_dbt += 1
                     self.reads_during_dbt += len(reads)
                 time.sleep(0.005)
@@ -116,36 +125,46 @@ def test_one_parse_serves_every_dbt_step_of_the_process(two_years):
 def test_the_environment_is_never_written_while_dbt_runs_beside_gdal_reads(two_years):
     watch = two_years["watch"]
     assert watch.samples_during_dbt > 10 and watch.reads_during_dbt > 10  # it did watch while dbt ran
-    assert watch.changes == []  # no PG* (or anything else) set for dbt
+    assert watch.changes == []  # nothing written into the environment while dbt ran
+    assert watch.pg_variables == set()  # no PG* ever (the tests give the database as DATABASE_URL)
     assert watch.bad_reads == 0
 
 
 @pytest.mark.slow
 def test_an_early_close_keeps_the_dbt_lock_until_dbt_has_ended(two_years):
-    """The step's generator is closed after dbt's first event while dbt still runs (waiting here for a table
+    """A step closes dbt's event stream after the first event while dbt still runs (it waits here for a table
     lock): closing waits for dbt, and the dbt lock stays taken until dbt's thread has ended."""
-    definitions = build_definitions(load_config(two_years["config"]))
-    yearly = definitions.get_assets_def(dg.AssetKey("ndvi_stats_yearly"))
-    resources = {"dbt": definitions.resources["dbt"], "postgis": definitions.resources["postgis"]}
-    assert isinstance(resources["dbt"], DbtCoreResource)
-    key = dg.MultiPartitionKey({"area": AREA, "year": "2024"})
+    config = load_config(two_years["config"])
+    seen: dict[str, bool] = {}
     with psycopg.connect(two_years["url"], autocommit=True) as watcher, \
             psycopg.connect(two_years["url"]) as blocker:
+
+        @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=YEARLY_MODELS_SELECT,
+                    dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
+                    name="dbt_yearly_models")
+        def closes_early(context, dbt: DbtCoreResource):  # no annotation: this module postpones them
+            step = dbt.build(context)
+            first = next(step)  # stg_ndvi_tiles is built; dbt then waits for ndvi_stats_yearly
+            closer = threading.Thread(target=step.close, name="close-step")
+            closer.start()
+            time.sleep(2)
+            seen["closing waits for dbt"] = closer.is_alive() and _dbt_running()
+            seen["lock held meanwhile"] = lock_holder(watcher) is not None
+            blocker.rollback()  # dbt goes on and ends
+            closer.join(120)
+            seen["dbt ended when closed"] = not closer.is_alive() and not _dbt_running()
+            seen["lock released after"] = lock_holder(watcher) is None
+            yield first
+
         blocker.execute("update raw.ndvi_composites set loaded_at = clock_timestamp() where year = 2024")
         blocker.commit()  # dbt re-tiles and recomputes 2024
         blocker.execute("lock table analytics.ndvi_stats_yearly in access exclusive mode")
-        context = dg.build_asset_context(partition_key=key, resources=resources)
-        step = iter(yearly(context))
-        next(step)  # stg_ndvi_tiles is built; dbt then waits for ndvi_stats_yearly
-        closer = threading.Thread(target=step.close, name="close-step")
-        closer.start()
-        time.sleep(2)
-        assert closer.is_alive() and _dbt_running()  # closing waits for dbt ...
-        assert lock_holder(watcher) is not None  # ... and keeps the lock meanwhile
-        blocker.rollback()  # dbt goes on and ends
-        closer.join(120)
-        assert not closer.is_alive() and not _dbt_running()
-        assert lock_holder(watcher) is None
+        resources = build_definitions(config).resources
+        dg.materialize([closes_early], partition_key=dg.MultiPartitionKey({"area": AREA, "year": "2024"}),
+                       resources={"dbt": resources["dbt"]}, instance=dg.DagsterInstance.ephemeral(),
+                       raise_on_error=False)
+    assert seen == {"closing waits for dbt": True, "lock held meanwhile": True, "dbt ended when closed": True,
+                    "lock released after": True}
 
 
 @pytest.mark.slow
