@@ -5,11 +5,14 @@ the dbt steps execute what the in-process parse (:mod:`dagster_project.dbt_core`
 Two rules keep them the same:
 
 - :func:`prepare_manifest`, called before the dbt assets are defined, is dagster-dbt's own preparation
-  (what ``DbtProject.prepare_if_dev()`` does: a fresh ``dbt parse`` under ``dagster dev``), and outside
-  ``dagster dev`` the same whenever the manifest is missing or older than a file of the project, so editing a
-  model and then running ``ndvi-pipeline run`` or the tests needs no ``make manifest``. ``make manifest`` is
-  dagster-dbt's command (``dagster-dbt project prepare-and-package --file dagster_project/dbt_manifest.py``).
-  (``prepare_if_dev()`` itself looks for ``dbt`` on ``PATH`` only, which a venv that is not activated lacks.)
+  (what ``DbtProject.prepare_if_dev()`` does: a ``dbt parse`` through dagster-dbt's ``DbtCliResource``) run
+  whenever the manifest is missing or older than a file of the project, under ``dagster dev`` and everywhere
+  else, so editing a model and then reloading the code location, running ``ndvi-pipeline run`` or the tests
+  needs no ``make manifest``. Unlike ``prepare_if_dev()``, it does not parse at every load under ``dagster
+  dev``: every run worker loads the code location too, and a parse per run (10-40 s here) bought nothing the
+  staleness test and :func:`check_agrees` do not already give. (``prepare_if_dev()`` also looks for ``dbt`` on
+  ``PATH`` only, which a venv that is not activated lacks.) ``make manifest`` is dagster-dbt's command
+  (``dagster-dbt project prepare-and-package --file dagster_project/dbt_manifest.py``).
 - :func:`check_agrees`: before a step builds, the parse it executes from must hold the nodes of the manifest
   its selection came from, with the same checksums; a file edited after the code location loaded fails the
   step with what to do, instead of building something other than what Dagster selected.
@@ -62,9 +65,9 @@ def dbt_executable() -> str:
 
 def prepare_manifest(project: DbtProject = dbt_project) -> Path:
     """What ``DbtProject.prepare_if_dev()`` does (a ``dbt parse`` through dagster-dbt's ``DbtCliResource``,
-    into the project's target folder), under ``dagster dev`` always and elsewhere when the manifest is stale;
-    with the venv's ``dbt`` when none is on ``PATH``. Returns the manifest's path."""
-    if project.preparer.using_dagster_dev() or manifest_is_stale(project):
+    into the project's target folder), when the manifest is stale; with the venv's ``dbt`` when none is on
+    ``PATH``. Returns the manifest's path."""
+    if manifest_is_stale(project):
         DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
             ["parse", "--quiet"], target_path=project.target_path).wait()
     return Path(project.manifest_path)
