@@ -34,8 +34,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster_project/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster_project/dagster.yaml $@
 
+# dagster-dbt's own preparation of the DbtProject in dagster_project/resources.py (a `dbt parse`); its dbt is
+# the venv's. The code location prepares it by itself too when it is missing or stale (dagster_project/dbt_manifest.py).
 $(MANIFEST): $(STAMP) $(DBT_SOURCES)
-	$(BIN)/ndvi-dbt parse --quiet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file dagster_project/dbt_manifest.py
 	touch $@
 
 manifest: $(MANIFEST) ## prepare dbt's manifest.json (needed by dagster-dbt at import)

@@ -60,7 +60,10 @@ class StepLine:
         return f"{status} {self.step:<24} {self.partition:<18} {self.seconds:6.1f} s  {figures}".rstrip()
 
 
-def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult) -> list[StepLine]:
+def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult,
+                key: str | None = None) -> list[StepLine]:
+    """One line per step; its figures are those of the run's partition ``key`` (a dbt step also records the
+    other partitions its build rewrote: they are not this run's)."""
     lines: dict[str, StepLine] = {}
     for event in result.all_events:
         if event.step_key is None:
@@ -70,12 +73,15 @@ def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult) -> 
             line.seconds = event.event_specific_data.duration_ms / 1000 if event.is_step_success else 0.0
             line.ok = event.is_step_success
         elif event.is_step_materialization:
-            for key, value in event.step_materialization_data.materialization.metadata.items():
-                if key in dict(FIGURES):
+            materialization = event.step_materialization_data.materialization
+            if key is not None and materialization.partition not in (None, key):
+                continue
+            for name, value in materialization.metadata.items():
+                if name in dict(FIGURES):
                     figure = value.value
-                    if key == "dagster/row_count":  # summed over the assets of a dbt step
-                        figure = (line.figures.get(key) or 0) + figure
-                    line.figures[key] = figure
+                    if name == "dagster/row_count":  # summed over the assets of a dbt step
+                        figure = (line.figures.get(name) or 0) + figure
+                    line.figures[name] = figure
     return list(lines.values())
 
 
@@ -112,7 +118,7 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
             result = jobs[job].execute_in_process(partition_key=key, instance=instance, run_config=run_config,
                                                   raise_on_error=False, run_id=run_id, tags=owner_tags())
         results.append(result)
-        for line in _step_lines(job, label, result):
+        for line in _step_lines(job, label, result, key):
             echo(str(line))
         if watch.interrupted:
             for run in unfinished(instance, [run_id]):

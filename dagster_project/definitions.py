@@ -53,7 +53,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         "latest_after_any_year", target=_selection(LATEST), default_status=dg.DefaultSensorStatus.RUNNING,
         description="Refreshes an area's latest layer and exports after any of its years is materialised.")
     postgis = PostGISResource()
-    dbt = DbtCoreResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), postgis=postgis)
+    dbt = DbtCoreResource(project_dir=str(DBT_PROJECT_DIR), postgis=postgis)
     return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor], resources={"postgis": postgis, "dbt": dbt})
 
 

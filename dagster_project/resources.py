@@ -10,12 +10,12 @@ import psycopg
 from dagster_dbt import DbtProject
 
 from dagster_project.run_health import record_owner
-from ingestion.db.connection import connect, pg_environment, resolve_dsn
+from ingestion.db.connection import connect, resolve_dsn
 from ingestion.db.dbt_lock import dbt_lock as shared_dbt_lock
 from ingestion.db.dbt_lock import this_process
-from ingestion.paths import PROJECT_ROOT
+from ingestion.paths import DBT_PROJECT_DIR
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+#: dagster-dbt's view of the dbt project (its manifest is prepared by :mod:`dagster_project.dbt_manifest`).
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
@@ -32,9 +32,9 @@ class PostGISResource(dg.ConfigurableResource):
     def connect(self) -> psycopg.Connection:
         return connect(self.dsn)
 
-    def pg_environment(self) -> dict[str, str]:
-        """The same database as libpq variables (dbt's profile reads these)."""
-        return pg_environment(self.dsn if self.dsn is not None else resolve_dsn())
+    def resolved_dsn(self) -> str:
+        """The connection string: ``dsn``, else ``DATABASE_URL``/embedded (empty: the ``PG*`` variables)."""
+        return self.dsn if self.dsn is not None else resolve_dsn()
 
 
 @contextmanager
@@ -43,5 +43,5 @@ def dbt_lock(postgis: PostGISResource, context: dg.AssetExecutionContext) -> Ite
     a step that has to wait says for whom in its log."""
     partition = context.partition_key if context.has_partition_key else ""
     who = f"dagster run {context.run_id[:8]} {context.op_def.name} {partition} {this_process()}"
-    with shared_dbt_lock(who, postgis.dsn if postgis.dsn is not None else resolve_dsn(), echo=context.log.info):
+    with shared_dbt_lock(who, postgis.resolved_dsn(), echo=context.log.info):
         yield

@@ -7,6 +7,8 @@ from pathlib import Path
 
 #: The repository root (the folder holding ``pyproject.toml``).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The dbt project (the one definition of its path: Dagster, ``ndvi-dbt`` and the tests read it from here).
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 
 def project_home() -> Path:

@@ -13,8 +13,9 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from dagster_project.dbt_core import DbtCoreResource
+from dagster_project.dbt_manifest import prepare_manifest
 from dagster_project.partitions import AREA, area_partitions, area_year_partitions
-from dagster_project.resources import PostGISResource, dbt_lock, dbt_project
+from dagster_project.resources import PostGISResource, dbt_project
 from ingestion.config import PipelineConfig
 from ingestion.load.settings import write_area_settings
 
@@ -78,15 +79,17 @@ def _write_settings(context: dg.AssetExecutionContext, config: PipelineConfig, p
 
 def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
              config: PipelineConfig) -> Iterator[Any]:
-    """``dbt build`` of the selected models and their tests, one run at a time across processes."""
+    """``dbt build`` of the selected models and their tests, one run at a time across processes (the build
+    holds the dbt lock until dbt has ended)."""
     _write_settings(context, config, postgis)
-    with dbt_lock(postgis, context):
-        # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
-        yield from dbt.build(context, exclude=("test_type:unit",))
+    # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
+    yield from dbt.build(context, exclude=("test_type:unit",))
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
-    """The yearly dbt models (area × year) and the per-area ones (area)."""
+    """The yearly dbt models (area × year) and the per-area ones (area), from a manifest prepared now when
+    it is missing or stale (:mod:`dagster_project.dbt_manifest`)."""
+    prepare_manifest(dbt_project)
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=YEARLY_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),

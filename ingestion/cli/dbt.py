@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ingestion.db.connection import pg_environment, resolve_dsn
 from ingestion.db.dbt_lock import DbtLockBusy, dbt_lock, this_process
-from ingestion.paths import PROJECT_ROOT
+from ingestion.paths import DBT_PROJECT_DIR
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+__all__ = ["DBT_PROJECT_DIR", "main"]
 #: dbt commands that never touch the database: they run without the lock (``docs serve`` runs for hours).
 LOCK_FREE = frozenset({"parse", "deps", "clean", "debug", "init", "list", "ls", "docs serve", "--version", "-h",
                        "--help"})

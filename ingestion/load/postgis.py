@@ -26,6 +26,7 @@ import rasterio
 import rasterio.windows
 import shapely
 
+from ingestion.load.layout import upgrade_layout
 from ingestion.load.raster_wkb import raster_wkb
 from ingestion.load.settings import ensure_settings_tables
 from ingestion.years import validate_year
@@ -52,25 +53,12 @@ def _lock_setup(conn: psycopg.Connection) -> None:
     conn.execute("select pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
 
 
-def _retire_old_layout(conn: psycopg.Connection, table: str) -> None:
-    """A table of the single-area layout (no ``area_code``) is kept as ``<table>_v1`` and replaced."""
-    old = conn.execute("select to_regclass(%s) is not null and not exists (select from information_schema.columns"
-                       " where table_schema = 'raw' and table_name = %s and column_name = 'area_code')",
-                       (f"raw.{table}", table)).fetchone()[0]
-    if old:
-        log.warning("raw.%s has the single-area layout; keeping it as raw.%s_v1 and creating the new one",
-                    table, table)
-        conn.execute(f"drop table if exists raw.{table}_v1 cascade")
-        conn.execute(f"alter table raw.{table} rename to {table}_v1")
-
-
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
     """Create schema ``raw`` and its three tables if missing (serialised by an advisory lock)."""
     with conn.transaction():
         _lock_setup(conn)
         conn.execute("create schema if not exists raw")
-        for table in ("ndvi_composites", "districts", "districts_staged"):
-            _retire_old_layout(conn, table)
+        upgrade_layout(conn)  # once per database (layout 1 had no area_code)
         conn.execute("""
             create table if not exists raw.ndvi_composites (
                 area_code text not null,

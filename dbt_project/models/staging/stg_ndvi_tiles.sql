@@ -12,8 +12,6 @@
   )
 }}
 
-{%- set tile_size = zonal_tile_size() | trim %}
-
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
 -- index on the tile hull makes that a fast index join; ndvi_stats_yearly finds a mask's tile by the btree
 -- `cell_idx` on the tile's corner, cheaper per lookup than the GiST `~=`). A run tiles every area-year whose composite was
@@ -50,6 +48,13 @@ loads_to_tile as (
 
 ),
 
+area_tile_sizes as (
+
+    -- one tile size per area, for all its years, from that area's districts only (macro zonal_tile_sizes)
+    {{ zonal_tile_sizes() | indent(4) }}
+
+),
+
 tiles as (
 
     select
@@ -62,8 +67,10 @@ tiles as (
     from composites
     inner join loads_to_tile
         on loads_to_tile.area_code = composites.area_code and loads_to_tile.year = composites.year
+    inner join area_tile_sizes
+        on area_tile_sizes.area_code = composites.area_code
     cross join lateral st_tile(
-        composites.rast, {{ tile_size }}, {{ tile_size }}
+        composites.rast, area_tile_sizes.tile_size, area_tile_sizes.tile_size
     ) with ordinality as tile(rast, n)
 
 )
