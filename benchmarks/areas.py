@@ -20,18 +20,23 @@ floating statistics within 1e-9).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
 import resource
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
+import dagster as dg
 import geopandas as gpd
 import pandas as pd
 import psycopg
@@ -127,6 +132,111 @@ def run_once(config: Path, url: str, work: Path) -> dict:
             "steps": dict(steps), "children_cpu": children.ru_utime + children.ru_stime}
 
 
+BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { status } } }"""
+RUNS = "{ runsOrError { ... on Runs { results { runId jobName status endTime tags { key value } } } } }"
+#: What a user selects in the UI for a first build: the area inputs and every yearly asset, all partitions; the
+#: latest layers follow by the automation (sensor latest_after_any_year).
+UI_ASSETS = ("districts", "aoi_boundary", "stg_districts", "stg_green_share_thresholds", "stg_change_baselines",
+             "ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles",
+             "district_tile_masks", "ndvi_stats_yearly", "ndvi_stats_yearly_distribution", "yearly_exports")
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())["data"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def latest_done(url: str, areas: int) -> bool:
+    """Every area's latest_exports materialised, and no run queued or in progress."""
+    runs = graphql(url, RUNS)["runsOrError"]["results"]
+    if any(r["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED") for r in runs):
+        return False
+    found = graphql(url, '{ assetNodeOrError(assetKey: {path: ["latest_exports"]}) { ... on AssetNode { '
+                         'partitionStats { numMaterialized } } } }')["assetNodeOrError"]
+    return found["partitionStats"]["numMaterialized"] >= areas
+
+
+def step_failures(home: Path, run_id: str) -> str:
+    """The first lines of every step failure of a run, or of the run's failure, from the instance's event log."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        lines = []
+        for record in instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is not None and event.is_step_failure:
+                error = event.step_failure_data.error
+                while error.cause is not None:
+                    error = error.cause
+                lines.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}")
+            elif event is not None and event.event_type_value == "PIPELINE_FAILURE":
+                lines.append(record.message)
+        return "; ".join(lines) or "no failure event"
+
+
+def run_ui(config: Path, url_db: str, work: Path, areas: int) -> dict:
+    """The UI path: ``dagster dev`` on a fresh Dagster home, a backfill of :data:`UI_ASSETS` over all partitions
+    launched through GraphQL (as the UI's Materialize button does), and the latest automation. Wall time from
+    the launch until the last run (every area's latest layer written) ended; also the runs it took."""
+    reset(url_db)
+    home = work / f"home-ui-{time.monotonic_ns()}"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url_db, "NDVI_CONFIG": str(config)}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p",
+                             str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if graphql(url, "{ assetNodes { id } }")["assetNodes"]:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("dagster dev did not serve the asset graph")
+            time.sleep(1)
+        params = {"assetSelection": [{"path": [name]} for name in UI_ASSETS], "allPartitions": True}
+        started = time.time()
+        launched = graphql(url, BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        backfill = None
+        while not latest_done(url, areas) or backfill not in ("COMPLETED_SUCCESS", "COMPLETED", "FAILED",
+                                                             "COMPLETED_FAILED", "CANCELED"):
+            backfill = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})[
+                "partitionBackfillOrError"]["status"]
+            if backfill in ("FAILED", "COMPLETED_FAILED", "CANCELED"):
+                failures = [f"{r['jobName']} {r['runId'][:8]}: {step_failures(home, r['runId'])}"
+                            for r in graphql(url, RUNS)["runsOrError"]["results"] if r["status"] == "FAILURE"]
+                raise RuntimeError(f"backfill {launched['backfillId']} ended {backfill}: " + "; ".join(failures))
+            time.sleep(2)
+        runs = graphql(url, RUNS)["runsOrError"]["results"]
+        # until the last run ended (the backfill itself is marked complete at the daemon's next tick, later)
+        wall = max(r["endTime"] for r in runs) - started
+        by_job: dict[str, int] = defaultdict(int)
+        for r in runs:
+            by_job[r["jobName"]] += 1
+        return {"wall": wall, "runs": dict(by_job), "failed": sum(r["status"] == "FAILURE" for r in runs)}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def yearly_rows(url: str) -> dict[tuple[str, int], tuple]:
     with psycopg.connect(url) as conn:
         return {(r[0], r[1]): r[2:] for r in conn.execute(
@@ -153,12 +263,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per method, alternated")
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmarks" / "areas")
     parser.add_argument("--database-url", help="scratch PostGIS database (default: embedded ndvi_bench)")
+    parser.add_argument("--work", type=Path, help="keep configs, outputs and Dagster homes here (default: a "
+                                                   "temporary folder, removed at the end)")
+    parser.add_argument("--ui", action="store_true",
+                        help="also time A through the UI path: dagster dev, a backfill launched through GraphQL "
+                             "and the latest automation, against ndvi-pipeline run")
     args = parser.parse_args()
     url = args.database_url or embedded_dsn("ndvi_bench")
     province = generate_province(args.cache, args.areas, args.districts, args.km, args.years)
     runs: dict[str, list[dict]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         configs = {name: write_config(work / f"{name}.yaml", province, args.years, work / f"out-{name}", split)
                    for name, split in (("A", True), ("B", False))}
         for repeat in range(args.repeat):
@@ -170,11 +286,19 @@ def main() -> int:
             if problem := same_rows(rows["A"], rows["B"]):
                 print(f"A and B differ: {problem}")
                 return 1
+            if args.ui:
+                runs.setdefault("UI", []).append(run_ui(configs["A"], url, work, args.areas))
+                print(f"run {repeat + 1} UI: {runs['UI'][-1]['wall']:.1f} s, runs {runs['UI'][-1]['runs']}",
+                      file=sys.stderr, flush=True)
+                if problem := same_rows(yearly_rows(url), rows["B"]):
+                    print(f"the UI path and B differ: {problem}")
+                    return 1
     print(f"\n{args.areas} areas x {args.districts} districts of {args.km:g} x {args.km:g} km, years {args.years}, "
           f"{os.cpu_count()} cores; median of {args.repeat} (alternated); A and B rows identical\n")
     print("| method | wall s | CPU s | peak RSS MB | step seconds (summed by step) |")
     print("|---|---|---|---|---|")
     medians = {}
+    ui = runs.pop("UI", [])
     for name, results in runs.items():
         medians[name] = {k: statistics.median(r[k] for r in results) for k in ("wall", "cpu", "rss_mb")}
         steps = defaultdict(list)
@@ -190,6 +314,12 @@ def main() -> int:
     print(f"\nwall(A) / wall(B) = {medians['A']['wall'] / medians['B']['wall']:.2f}, CPU(A) / CPU(B) = "
           f"{medians['A']['cpu'] / medians['B']['cpu']:.2f}, peak RSS(A) / RSS(B) = "
           f"{medians['A']['rss_mb'] / medians['B']['rss_mb']:.2f}")
+    if ui:
+        wall = statistics.median(r["wall"] for r in ui)
+        walls = ", ".join(f"{r['wall']:.1f}" for r in ui)
+        print(f"UI path (backfill + latest automation): {wall:.1f} s ({walls}), "
+              f"runs {ui[-1]['runs']}, failed runs {ui[-1]['failed']}; UI / ndvi-pipeline run (A) = "
+              f"{wall / medians['A']['wall']:.2f}")
     return 0
 
 

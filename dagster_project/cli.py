@@ -22,7 +22,7 @@ from dagster._core.utils import make_new_run_id
 
 from dagster_project.definitions import build_definitions
 from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
-from dagster_project.partitions import area_year_key
+from dagster_project.partitions import Batch, area_batches, area_year_boxes, label, parse_key, split_key
 from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.areas import load_config_reading_areas
@@ -60,41 +60,66 @@ class StepLine:
         return f"{status} {self.step:<24} {self.partition:<18} {self.seconds:6.1f} s  {figures}".rstrip()
 
 
-def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult,
-                key: str | None = None) -> list[StepLine]:
-    """One line per step; its figures are those of the run's partition ``key`` (a dbt step also records the
-    other partitions its build rewrote: they are not this run's)."""
+def _step_lines(job: str, batch: Batch, result: dg.ExecuteInProcessResult) -> list[StepLine]:
+    """One line per step; its figures are those of the batch's partitions (a dbt step also records the other
+    partitions its build rewrote: they are not this run's), counts summed over them, fractions their minimum."""
+    keys = set(batch.keys)
     lines: dict[str, StepLine] = {}
     for event in result.all_events:
         if event.step_key is None:
             continue
-        line = lines.setdefault(event.step_key, StepLine(job, event.step_key, partition, 0.0, True))
+        line = lines.setdefault(event.step_key, StepLine(job, event.step_key, batch.label, 0.0, True))
         if event.is_step_success or event.is_step_failure:
             line.seconds = event.event_specific_data.duration_ms / 1000 if event.is_step_success else 0.0
             line.ok = event.is_step_success
         elif event.is_step_materialization:
             materialization = event.step_materialization_data.materialization
-            if key is not None and materialization.partition not in (None, key):
+            if materialization.partition is not None and str(materialization.partition) not in keys:
                 continue
             for name, value in materialization.metadata.items():
                 if name in dict(FIGURES):
-                    figure = value.value
-                    if name == "dagster/row_count":  # summed over the assets of a dbt step
-                        figure = (line.figures.get(name) or 0) + figure
+                    figure, before = value.value, line.figures.get(name)
+                    if before is not None:
+                        figure = min(before, figure) if isinstance(figure, float) else before + figure
                     line.figures[name] = figure
     return list(lines.values())
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, set[str]]:
+    """Partition key -> the assets the run materialised for it."""
+    done: dict[str, set[str]] = {}
+    for event in result.all_events:
+        if event.is_step_materialization:
+            materialization = event.step_materialization_data.materialization
+            if materialization.partition is not None:
+                done.setdefault(str(materialization.partition), set()).add(materialization.asset_key.to_user_string())
+    return done
+
+
+def _failed_partitions(result: dg.ExecuteInProcessResult) -> set[str] | None:
+    """The partitions a step failed for (labels, ``"AREA YEAR"``), when it failed for some of its batch only
+    (:class:`~dagster_project.partitions.PartitionFailure`); None when a step failed for the whole batch."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            failure = event.step_failure_data.user_failure_data
+            if failure is not None and "failed_partitions" in failure.metadata:
+                return set(failure.metadata["failed_partitions"].value.split(", "))
+    return None
 
 
 def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Iterable[int] | None = None,
         instance: dg.DagsterInstance | None = None, verbose: bool = False, inputs: bool = True,
         latest: bool = True, echo: Callable[[str], None] | None = None) -> list[dg.ExecuteInProcessResult]:
-    """Per area: ``area_inputs`` (unless not ``inputs``), then ``yearly_ndvi`` for each year, then
-    ``latest_ndvi`` (unless not ``latest``).
+    """``area_inputs`` for the areas (unless not ``inputs``), then ``yearly_ndvi`` for their years, then
+    ``latest_ndvi`` for the areas with a new year (unless not ``latest``), each job as few runs as possible:
+    one run per batch of partitions (:mod:`dagster_project.partitions`; usually one), so a province pays a
+    run's fixed costs once, not once per area-year.
 
     ``areas`` and ``years`` default to every configured one (a year is run only for areas that list it;
-    ``years=[]`` runs none). A failing year does not stop the others; the latest layer is refreshed from
-    what succeeded. Returns every run's result. ``echo`` (default: print to this moment's stdout, flushed)
-    receives the lines; raises :class:`Interrupted` after a run stopped by SIGINT or SIGTERM.
+    ``years=[]`` runs none). A failing area or year does not stop the others: the rest of its batch goes on in
+    a follow-up run from the step that failed, and the latest layer is refreshed from what succeeded. Returns
+    every run's result. ``echo`` (default: print to this moment's stdout, flushed) receives the lines; raises
+    :class:`Interrupted` after a run stopped by SIGINT or SIGTERM.
     """
     if echo is None:
         stdout = sys.stdout  # not the capture that hides dbt's own output while a run executes
@@ -108,47 +133,90 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     run_config = {} if verbose else QUIET
     results = []
 
-    def execute(job: str, key: str | dg.MultiPartitionKey, label: str) -> bool:
+    def execute(job: str, batch: Batch, selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
         for line in release_dead_runs(instance):
             echo(f"       {line}")
         run_id = make_new_run_id()
         captured = io.StringIO()
         with RunWatch(instance, run_id, echo) as watch, \
                 contextlib.redirect_stdout(sys.stdout if verbose else captured):
-            result = jobs[job].execute_in_process(partition_key=key, instance=instance, run_config=run_config,
-                                                  raise_on_error=False, run_id=run_id, tags=owner_tags())
+            result = jobs[job].execute_in_process(
+                instance=instance, run_config=run_config, raise_on_error=False, run_id=run_id,
+                tags={**owner_tags(), **batch.tags},
+                asset_selection=[dg.AssetKey(name) for name in selection] if selection else None)
         results.append(result)
-        for line in _step_lines(job, label, result, key):
+        for line in _step_lines(job, batch, result):
             echo(str(line))
         if watch.interrupted:
-            for run in unfinished(instance, [run_id]):
-                instance.report_run_failed(run, "Interrupted by SIGINT or SIGTERM.")
+            for unfinished_run in unfinished(instance, [run_id]):
+                instance.report_run_failed(unfinished_run, "Interrupted by SIGINT or SIGTERM.")
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
             instance.add_run_tags(run_id, {FAILURE_TAG: "interrupted by SIGINT or SIGTERM"})
-            echo(f"       {job} {label} interrupted (SIGINT or SIGTERM): run {run_id} marked failed, its slots freed")
+            echo(f"       {job} {batch.label} interrupted (SIGINT or SIGTERM): run {run_id} marked failed, its "
+                 "slots freed")
             raise Interrupted(run_id)
         if not result.success:
             causes = failure_lines(result)
             for step, cause, details in causes:
-                echo(f"       {job} {label} failed in {step}: {cause}")
+                echo(f"       {job} {batch.label} failed in {step}: {cause}")
                 for detail in details:
                     echo(f"           {detail}")
             first = f"{causes[0][0]}: {causes[0][1]}"
             instance.add_run_tags(run_id, {FAILURE_TAG: first[:MAX_TAG_CHARS]})
-        return result.success
+        return result
 
-    selected_areas = [config.area(a) for a in areas] if areas else list(config.areas)
-    for area in selected_areas:
-        if inputs and not execute("area_inputs", area.code, area.code):
-            continue
-        wanted = sorted(set(years)) if years is not None else list(area.years)
-        if skipped := [y for y in wanted if y not in area.years]:
-            echo(f"       {area.code}: skipping {skipped}, not among its years {list(area.years)}")
-        ran = [execute("yearly_ndvi", area_year_key(area.code, y), f"{area.code} {y}")
-               for y in wanted if y in area.years]
-        if latest and any(ran):
-            execute("latest_ndvi", area.code, area.code)
+    def execute_all(job: str, batches: list[Batch]) -> set[str]:
+        """Run ``job`` for each batch; where a step failed for some partitions only, the others go on from
+        there in follow-up runs. Returns the keys every asset of the job was materialised for."""
+        assets = {key.to_user_string() for key in jobs[job].asset_layer.executable_asset_keys}
+        complete: set[str] = set()
+        pending = [(batch, None) for batch in batches]
+        while pending:
+            batch, selection = pending.pop(0)
+            result = execute(job, batch, selection)
+            wanted = set(selection or assets)
+            done = _materialized(result)
+            complete |= {key for key in batch.keys if wanted <= done.get(key, set())}
+            failed = _failed_partitions(result)
+            if result.success or failed is None:
+                continue  # a step that failed for the whole batch is not tried again
+            rest: dict[frozenset[str], list[str]] = {}
+            for key in batch.keys:
+                remaining = wanted - done.get(key, set())
+                if remaining and remaining != wanted and label(parse_key(key)) not in failed:
+                    rest.setdefault(frozenset(remaining), []).append(key)
+            for remaining, keys in rest.items():
+                pending.extend((follow_up, sorted(remaining)) for follow_up in _batches_of(config, keys))
+        return complete
+
+    selected = [config.area(a) for a in areas] if areas else list(config.areas)
+    codes = [area.code for area in selected]
+    if inputs:
+        ready = execute_all("area_inputs", area_batches(config, codes))
+        codes = [c for c in codes if c in ready]
+    wanted: dict[str, list[int]] = {}
+    for code in codes:
+        area = config.area(code)
+        wanted_years = sorted(set(years)) if years is not None else list(area.years)
+        if skipped := [y for y in wanted_years if y not in area.years]:
+            echo(f"       {code}: skipping {skipped}, not among its years {list(area.years)}")
+        wanted[code] = [y for y in wanted_years if y in area.years]
+    yearly_done = execute_all("yearly_ndvi", area_year_boxes(config, wanted))
+    with_new_year = [code for code in codes if code in {split_key(parse_key(k))[0] for k in yearly_done}]
+    if latest and with_new_year:
+        execute_all("latest_ndvi", area_batches(config, with_new_year))
     return results
+
+
+def _batches_of(config: PipelineConfig, keys: list[str]) -> list[Batch]:
+    """Batches covering exactly ``keys`` (all area keys, or all area × year keys)."""
+    if all("|" not in key for key in keys):
+        return area_batches(config, keys)
+    wanted: dict[str, list[int]] = {}
+    for key in keys:
+        area, year = key.split("|")
+        wanted.setdefault(area, []).append(int(year))
+    return area_year_boxes(config, wanted)
 
 
 def retire(config: PipelineConfig, area: str, output_dir: Path | None = None,

@@ -5,6 +5,9 @@ a re-districting that is every year of the area. Dagster would record only the s
 model's output here is followed by a materialisation of every other partition whose rows the build wrote,
 and every ``dagster/row_count`` counts that partition's rows (not the whole table).
 
+A step may be a batch (a key range, :mod:`dagster_project.partitions`): each of its own partitions gets its own
+row count, and the partitions outside the batch that the build rewrote are materialised as above.
+
 Which rows a build wrote: PostgreSQL stamps every row version with the transaction that wrote it (``xmin``).
 :func:`write_mark` takes a transaction id before dbt starts; a row whose ``xmin`` is younger (``age`` smaller)
 was written by the build (dbt's incremental delete+insert and append, or a table rebuilt whole). Views are
@@ -25,7 +28,7 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
-from dagster_project.partitions import AREA, YEAR
+from dagster_project.partitions import AREA, YEAR, batch_label, split_key
 
 AREA_COLUMN = "area_code"
 YEAR_COLUMN = "year"
@@ -56,15 +59,27 @@ def partition_rows(conn: psycopg.Connection, relation: sql.Composable, columns: 
     return {tuple(row[:-2]): (row[-2], row[-1]) for row in conn.execute(query, (mark,))}
 
 
-def _own_filter(context: dg.AssetExecutionContext, columns: set[str]) -> dict[str, Any]:
-    """The step's partition as column values of the model (only the columns it has)."""
-    key = context.partition_key
-    if isinstance(key, dg.MultiPartitionKey):
-        dims = key.keys_by_dimension
-        values = {AREA_COLUMN: dims[AREA], YEAR_COLUMN: int(dims[YEAR])}
-    else:
-        values = {AREA_COLUMN: key}
-    return {column: value for column, value in values.items() if column in columns}
+def _is_yearly(context: dg.AssetExecutionContext) -> bool:
+    return isinstance(context.partition_keys[0], dg.MultiPartitionKey)
+
+
+def _own_rows(conn: psycopg.Connection, relation: sql.Composable, columns: set[str],
+              context: dg.AssetExecutionContext) -> dict[Any, int]:
+    """Row count of each of the step's own partitions (0 for one without rows): by area and year, or by area
+    alone for a model without a ``year`` column (its rows serve every year of the area)."""
+    by_year = _is_yearly(context) and YEAR_COLUMN in columns
+    names = (AREA_COLUMN, YEAR_COLUMN) if by_year else (AREA_COLUMN,)
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in names)
+    areas = sorted({split_key(key)[0] for key in context.partition_keys})
+    # filtered by area, so that a view (computed on read) is computed for the batch's areas only
+    counts = {tuple(row[:-1]): row[-1] for row in conn.execute(
+        sql.SQL("select {keys}, count(*) from {relation} where {area} = any(%s) group by {keys}").format(
+            keys=keys, relation=relation, area=sql.Identifier(AREA_COLUMN)), (areas,))}
+    own = {}
+    for key in context.partition_keys:
+        area, year = split_key(key)
+        own[key] = counts.get((area, year) if by_year else (area,), 0)
+    return own
 
 
 def _count(conn: psycopg.Connection, relation: sql.Composable, where: Mapping[str, Any]) -> int:
@@ -82,7 +97,7 @@ def _area_years(conn: psycopg.Connection, area: str) -> list[int]:
 def _rewritten_partitions(conn: psycopg.Connection, relation: sql.Composable, columns: set[str],
                           context: dg.AssetExecutionContext, mark: int) -> dict[str, int]:
     """Partition key -> row count of every partition whose rows the build wrote (tables only)."""
-    yearly = isinstance(context.partition_key, dg.MultiPartitionKey)
+    yearly = _is_yearly(context)
     found: dict[str, int] = {}
     if yearly and YEAR_COLUMN in columns:
         for (area, year), (rows, written) in partition_rows(conn, relation, (AREA_COLUMN, YEAR_COLUMN),
@@ -105,14 +120,15 @@ def with_partition_figures(event: Any, raw: Mapping[str, Any], conn: psycopg.Con
                            context: dg.AssetExecutionContext, mark: int) -> Iterator[Any]:
     """A model's output with its own partition's row count, then a materialisation of every other partition
     the build wrote; a check result with the partition it ran for; any other event as it is."""
-    partition = {"partition": context.partition_key} if context.has_partition_key else {}
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    partition = {"partition": batch_label(context)} if partitioned else {}
     if isinstance(event, dg.AssetCheckResult) and partition:
         # so the check history says which area and year passed or failed
         yield dg.AssetCheckResult(passed=event.passed, asset_key=event.asset_key, check_name=event.check_name,
                                   severity=event.severity, description=event.description,
                                   metadata={**event.metadata, **partition})
         return
-    if not isinstance(event, dg.Output) or not context.has_partition_key:
+    if not isinstance(event, dg.Output) or not partitioned:
         yield event
         return
     node_relation = raw["data"]["node_info"]["node_relation"]
@@ -122,13 +138,16 @@ def with_partition_figures(event: Any, raw: Mapping[str, Any], conn: psycopg.Con
     if AREA_COLUMN not in columns:
         yield event.with_metadata({**event.metadata, ROW_COUNT: _count(conn, relation, {})})
         return
-    yield event.with_metadata({**event.metadata, ROW_COUNT: _count(conn, relation, _own_filter(context, columns))})
+    asset_key = context.asset_key_for_output(event.output_name)
+    own = _own_rows(conn, relation, columns, context)
+    for key, rows in own.items():  # Dagster records the output once per own partition, with these figures
+        context.add_asset_metadata({ROW_COUNT: rows}, asset_key=asset_key, partition_key=key)
+    yield event
     if kind not in ("r", "p"):
         return  # a view is computed on read: nothing was rewritten
-    asset_key = context.asset_key_for_output(event.output_name)
     valid = set(context.assets_def.partitions_def.get_partition_keys())
     for key, rows in sorted(_rewritten_partitions(conn, relation, columns, context, mark).items()):
-        if key != context.partition_key and key in valid:
+        if key not in own and key in valid:
             yield dg.AssetMaterialization(
                 asset_key=asset_key, partition=key,
-                metadata={ROW_COUNT: rows, "rebuilt by": f"dbt build of partition {context.partition_key}"})
+                metadata={ROW_COUNT: rows, "rebuilt by": f"dbt build of {partition['partition']}"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.assets.dbt import LATEST_MODELS, build_dbt_assets
+from dagster_project.assets.dbt import INPUT_MODELS, LATEST_MODELS, build_dbt_assets
 from dagster_project.assets.exports import build_export_assets
 from dagster_project.assets.imagery import build_imagery_assets
 from dagster_project.assets.vector import build_input_assets
@@ -17,10 +17,13 @@ from dagster_project.dbt_core import DbtCoreResource
 from dagster_project.resources import DBT_PROJECT_DIR, PostGISResource
 from ingestion.config import PipelineConfig, load_config
 
-AREA_INPUTS = ("districts", "aoi_boundary", "stg_districts")
+AREA_INPUTS = ("districts", "aoi_boundary", *INPUT_MODELS)
 YEARLY = ("ndvi_composite", "raw_ndvi_composites", "stg_ndvi_tiles", "district_tile_masks", "ndvi_stats_yearly",
           "ndvi_stats_yearly_distribution", "yearly_exports")
 LATEST = (*LATEST_MODELS, "latest_exports")
+#: How often the automation looks for areas with a new year, seconds (Dagster's default is 30): the latest
+#: layers follow a UI backfill within this; an evaluation of the latest assets' conditions is cheap.
+AUTOMATION_INTERVAL_S = 10
 
 
 def _selection(names: tuple[str, ...]) -> dg.AssetSelection:
@@ -36,7 +39,8 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     jobs = [
         dg.define_asset_job(
             "area_inputs", selection=_selection(AREA_INPUTS), executor_def=dg.in_process_executor,
-            description="Per area: read, validate and stage the districts, write the AOI, refresh stg_districts. "
+            description="Per area: read, validate and stage the districts, write the AOI, refresh the views of the "
+                        "districts and statistics settings. "
                         "Run once per area, and again after the districts file changes."),
         dg.define_asset_job(
             "yearly_ndvi", selection=_selection(YEARLY), executor_def=dg.in_process_executor,
@@ -51,10 +55,14 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     ]
     sensor = dg.AutomationConditionSensorDefinition(
         "latest_after_any_year", target=_selection(LATEST), default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=AUTOMATION_INTERVAL_S,
         description="Refreshes an area's latest layer and exports after any of its years is materialised.")
     postgis = PostGISResource()
     dbt = DbtCoreResource(project_dir=str(DBT_PROJECT_DIR), postgis=postgis)
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor], resources={"postgis": postgis, "dbt": dbt})
+    # every run in one process, also the runs of backfills and of the automation (Dagster's implicit asset
+    # job): a run's owner (run_health) is that process, and dbt's parse is shared by its steps
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor], resources={"postgis": postgis, "dbt": dbt},
+                          executor=dg.in_process_executor)
 
 
 @dg.definitions

@@ -19,6 +19,11 @@ MAX_TAG_CHARS = 500
 MAX_DETAIL_LINES = 4
 
 
+#: The pipeline's own failures (:class:`dagster.Failure` and its batch form,
+#: :class:`dagster_project.partitions.PartitionFailure`): their description is the cause, without a class name.
+INTENTIONAL = frozenset({"Failure", "PartitionFailure"})
+
+
 def _user_code_wrappers() -> frozenset[str]:
     """Names of the exceptions Dagster raises around an error of user code: ``DagsterUserCodeExecutionError``
     and every subclass of it (the step, resource, input, output and type-check wrappers)."""
@@ -64,14 +69,17 @@ def error_line(error: SerializableErrorInfo) -> str:
     root = root_cause(error)
     cls_name = root.cls_name or "Error"
     first = next(iter(_message_lines(root)), "")
-    if cls_name == "Failure":
+    if cls_name in INTENTIONAL:
         return first or "failed"
     return f"{cls_name}: {first}" if first else cls_name
 
 
 def error_details(error: SerializableErrorInfo) -> list[str]:
-    """The next lines of the root cause's message (at most :data:`MAX_DETAIL_LINES`)."""
-    return _message_lines(root_cause(error))[1:1 + MAX_DETAIL_LINES]
+    """The next lines of the root cause's message (at most :data:`MAX_DETAIL_LINES`; every line of a batch's
+    partition failures, one per failed partition with its cause)."""
+    root = root_cause(error)
+    lines = _message_lines(root)[1:]
+    return lines if root.cls_name == "PartitionFailure" else lines[:MAX_DETAIL_LINES]
 
 
 def failure_lines(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, list[str]]]:

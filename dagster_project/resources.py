@@ -9,6 +9,7 @@ import dagster as dg
 import psycopg
 from dagster_dbt import DbtProject
 
+from dagster_project.partitions import batch_label
 from dagster_project.run_health import record_owner
 from ingestion.db.connection import connect, resolve_dsn
 from ingestion.db.dbt_lock import dbt_lock as shared_dbt_lock
@@ -41,7 +42,7 @@ class PostGISResource(dg.ConfigurableResource):
 def dbt_lock(postgis: PostGISResource, context: dg.AssetExecutionContext) -> Iterator[None]:
     """Hold the dbt lock (:mod:`ingestion.db.dbt_lock`, shared with ``ndvi-dbt``) while the step's dbt runs;
     a step that has to wait says for whom in its log."""
-    partition = context.partition_key if context.has_partition_key else ""
+    partition = batch_label(context)
     who = f"dagster run {context.run_id[:8]} {context.op_def.name} {partition} {this_process()}"
     with shared_dbt_lock(who, postgis.resolved_dsn(), echo=context.log.info):
         yield

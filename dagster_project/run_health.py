@@ -26,6 +26,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 HOST_TAG = "ndvi/host"
 PID_TAG = "ndvi/pid"
@@ -111,6 +112,9 @@ def _describe(run: dg.DagsterRun | None) -> str:
     if run is None:
         return "unknown run"
     partition = run.tags.get("dagster/partition", "")
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not partition and start and end:  # a batch (dagster_project.partitions)
+        partition = start if start == end else f"{start}..{end}"
     return f"{run.job_name} {partition}".strip()
 
 

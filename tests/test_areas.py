@@ -70,10 +70,15 @@ def test_latest_of_an_area_is_requested_after_any_of_its_years_only(tmp_path, sa
     instance = dg.DagsterInstance.ephemeral()
     first = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
     assert first.total_requested == 0  # nothing has run: nothing to refresh
+    for name in ("districts", "aoi_boundary", "stg_districts", "stg_green_share_thresholds", "stg_change_baselines"):
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=name, partition="GM0153"))
+    inputs = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=first.cursor)
+    assert inputs.total_requested == 0  # the area's inputs alone, no year yet: no latest run
     instance.report_runless_asset_event(dg.AssetMaterialization(
         asset_key="ndvi_stats_yearly", partition=area_year_key("GM0153", 2024)))
-    second = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=first.cursor)
-    for name in ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change", "latest_exports"):
+    second = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=inputs.cursor)
+    for name in ("ndvi_stats_newest_valid_year", "ndvi_stats_latest", "ndvi_change", "ndvi_indicators_yearly",
+                 "ndvi_change_baseline", "ndvi_trend", "latest_exports"):
         assert second.get_requested_partitions(dg.AssetKey(name)) == {"GM0153"}, name
     assert not second.get_requested_partitions(dg.AssetKey("ndvi_stats_yearly"))
 

@@ -108,8 +108,9 @@ def two_years(sample_area, database_url, tmp_path_factory):
 @pytest.mark.slow
 def test_one_parse_serves_every_dbt_step_of_the_process(two_years):
     new = two_years["new"]
-    # area inputs + latest, and one per year; exactly one parse: the process had parsed nothing before
-    assert len(new["dbt_area_models"]) == 2 and len(new["dbt_yearly_models"]) == 2
+    # area inputs + latest, and one for both years (a batch); exactly one parse: the process had parsed
+    # nothing before
+    assert len(new["dbt_area_models"]) == 2 and len(new["dbt_yearly_models"]) == 1
     assert len(new["parse"]) == 1
     for name in new["dbt_yearly_models"]:
         folder = INVOCATIONS / name

@@ -2,7 +2,8 @@
 
 dbt tests become asset checks with the names and descriptions of the yml files; each result carries the
 partition it ran for. dbt runs in the step's process (:mod:`dagster_project.dbt_core`) and gets no ``--vars``:
-the incremental models pick up what was loaded since their last run, so one parse serves every partition.
+the incremental models pick up what was loaded since their last run, so one parse serves every partition,
+and one ``dbt build`` serves a whole batch of partitions (a key range, :mod:`dagster_project.partitions`).
 """
 
 
@@ -14,7 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_
 
 from dagster_project.dbt_core import DbtCoreResource
 from dagster_project.dbt_manifest import prepare_manifest
-from dagster_project.partitions import AREA, area_partitions, area_year_partitions
+from dagster_project.partitions import AREA, BATCH_POLICY, area_partitions, area_year_partitions, split_key
 from dagster_project.resources import PostGISResource, dbt_project
 from ingestion.config import PipelineConfig
 from ingestion.load.settings import write_area_settings
@@ -23,17 +24,23 @@ YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly ndvi_stats
 AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines ndvi_stats_newest_valid_year "
                "ndvi_stats_latest ndvi_change ndvi_green_share_yearly ndvi_indicators_yearly ndvi_change_baseline "
                "ndvi_trend")
+#: The per-area views of the area's inputs (districts, statistics settings): built with the area's inputs, so
+#: that they exist before any latest model reads them (their parents are sources, which no automation sees
+#: change: requested only after a year, a fresh deployment's first latest run would miss them).
+INPUT_MODELS = ("stg_districts", "stg_green_share_thresholds", "stg_change_baselines")
 #: The per-area models that follow any year of their area (declarative automation).
-LATEST_MODELS = ("stg_green_share_thresholds", "stg_change_baselines", "ndvi_stats_newest_valid_year",
+LATEST_MODELS = ("ndvi_stats_newest_valid_year",
                  "ndvi_stats_latest", "ndvi_change", "ndvi_green_share_yearly", "ndvi_indicators_yearly",
                  "ndvi_change_baseline", "ndvi_trend")
 #: The yearly (area × year) models a per-area model reads every year of.
 YEARLY_PARENTS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
 
 #: After any year of the area is materialised: unlike `eager`, it does not wait until every year exists,
-#: and a missing latest layer alone (a new deployment with no year yet) requests nothing.
+#: and a missing latest layer alone (a new deployment with no year yet) requests nothing. The area's inputs
+#: (the input views are parents of some latest models) are ignored: refreshing them requests nothing, so an
+#: area whose inputs were just built, with no year yet, gets no latest run (it would fail on missing tables).
 AFTER_ANY_YEAR = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets(*INPUT_MODELS)).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after any year of the area")
@@ -68,13 +75,13 @@ TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asse
 def _write_settings(context: dg.AssetExecutionContext, config: PipelineConfig, postgis: PostGISResource) -> None:
     """The partition's area statistics settings (green-share thresholds, baseline year) into raw.*, where the
     models read them: a config change applies at the next dbt step of the area, with no dbt var (no re-parse)."""
-    if not context.has_partition_key:
+    if not (context.has_partition_key or context.has_partition_key_range):
         return
-    key = context.partition_key
-    code = key.keys_by_dimension[AREA] if isinstance(key, dg.MultiPartitionKey) else key
+    codes = dict.fromkeys(split_key(key)[0] for key in context.partition_keys)
     with postgis.connect() as conn:
-        if write_area_settings(conn, config.area(code)):
-            context.log.info("%s: statistics settings written (green-share thresholds, baseline year)", code)
+        for code in codes:
+            if write_area_settings(conn, config.area(code)):
+                context.log.info(f"{code}: statistics settings written (green-share thresholds, baseline year)")
 
 
 def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
@@ -93,13 +100,13 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=YEARLY_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
-                name="dbt_yearly_models", pool="dbt")
+                name="dbt_yearly_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
         yield from _run_dbt(context, dbt, postgis, config)
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),
-                name="dbt_area_models", pool="dbt")
+                name="dbt_area_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
         yield from _run_dbt(context, dbt, postgis, config)
 

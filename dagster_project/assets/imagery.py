@@ -1,12 +1,28 @@
-"""Per area and year: ``ndvi_composite`` (COG file) and its load into ``raw.ndvi_composites``."""
+"""Per area and year: ``ndvi_composite`` (COG file) and its load into ``raw.ndvi_composites``.
 
+A step materialises a batch of area-years (:mod:`dagster_project.partitions`), one after the other, each with
+its own metadata. An area-year that fails (no scenes, an unreadable item) does not stop the others: the step
+records the ones it materialised and then fails naming the others and why.
+"""
+
+
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from dagster_project.partitions import area_and_year, area_year_partitions
+from dagster_project.partitions import (
+    BATCH_POLICY,
+    PartitionFailure,
+    area_year_partitions,
+    area_years,
+    each_partition,
+    label,
+    materialised,
+)
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
-from ingestion.config import PipelineConfig
+from ingestion.config import AreaConfig, PipelineConfig
 from ingestion.export.preview import composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
 from ingestion.imagery.scheduler import scheduler_address
@@ -46,14 +62,56 @@ def _scenes_table(result: pipeline.YearComposite) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(rows, schema=SCENES_SCHEMA)
 
 
-def _offset_check(result: pipeline.YearComposite, partition: dict) -> dg.AssetCheckResult:
+def _offset_check(done: list[tuple[dg.MultiPartitionKey, pipeline.YearComposite]],
+                  partition: dict) -> dg.AssetCheckResult:
     """Warns when any kept item's offset metadata is contradicted by its own pixels."""
-    offsets = result.composite.offsets
+    offsets = {i: d for _, result in done for i, d in result.composite.offsets.items()}
     contradicted = sorted(i for i, d in offsets.items() if d.contradicts_metadata)
     text = f"{len(contradicted)} of {len(offsets)} items' offset metadata contradicted by their pixels"
     return dg.AssetCheckResult(
         check_name="offset_metadata_agrees", passed=not contradicted, severity=dg.AssetCheckSeverity.WARN,
         description=text, metadata={**partition, "summary": text, "contradicted": ", ".join(contradicted)})
+
+
+def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearComposite) -> dict:
+    """The partition's figures, scenes table and preview (summary statistics gathered while the blocks were
+    written; no full array is read back)."""
+    comp = result.composite
+    png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
+    return {
+        "path": dg.MetadataValue.path(str(result.path)),
+        "scenes_used": len(result.selection.items),
+        "scenes_dropped": len(result.selection.dropped),
+        "scenes": _scenes_table(result),
+        "offsets_contradicted": sum(d.contradicts_metadata for d in comp.offsets.values()),
+        "clear_days": len(comp.days),
+        "valid_fraction": round(comp.valid_fraction, 4),
+        "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {area.imagery.resolution:g} m, {comp.geobox.crs}",
+        "mean_ndvi": round(comp.stats.ndvi_mean, 4) if comp.stats.valid_pixels else None,
+        "ndvi_min_max": [round(comp.stats.ndvi_min, 4), round(comp.stats.ndvi_max, 4)]
+        if comp.stats.valid_pixels else None,
+        "compute": scheduler_address(area.compute.dask_scheduler) or "local threads",
+        "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
+    }
+
+
+def _check_results(done: list[tuple[dg.MultiPartitionKey, pipeline.YearComposite]]
+                   ) -> Iterator[dg.AssetCheckResult]:
+    """One result per check for the batch: it passes when it passes for every area-year, and its metadata
+    names the area-years it did not pass for (a check is not partitioned)."""
+    if not done:
+        return
+    results = [(label(key), r.composite) for key, r in done]
+    partitions = {"partitions": ", ".join(name for name, _ in results)}
+    out_of_range = [name for name, comp in results if not comp.stats.in_range]
+    yield dg.AssetCheckResult(check_name="ndvi_in_range", passed=not out_of_range,
+                              metadata={**partitions, "failed_for": ", ".join(out_of_range)})
+    low = {name: round(comp.valid_fraction, 4) for name, comp in results if comp.valid_fraction < MIN_VALID_FRACTION}
+    yield dg.AssetCheckResult(
+        check_name="valid_fraction", passed=not low, severity=dg.AssetCheckSeverity.WARN,
+        metadata={**partitions, "below": ", ".join(f"{n} {v}" for n, v in low.items()),
+                  "valid_fraction": min(round(comp.valid_fraction, 4) for _, comp in results)})
+    yield _offset_check(done, partitions)
 
 
 def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
@@ -62,7 +120,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         group_name="imagery", partitions_def=partitions, deps=[dg.AssetKey("aoi_boundary")],
-        kinds={"python", "stac"}, pool="composite",
+        kinds={"python", "stac"}, pool="composite", backfill_policy=BATCH_POLICY,
         description="Median NDVI composite of one year's clear Sentinel-2 observations over the area (COG, "
                     "band 2 = clear days).",
         check_specs=[
@@ -77,53 +135,44 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                                           "decided the offset applied (see the scenes table)."),
         ],
     )
-    def ndvi_composite(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        area, year = area_and_year(config, context)
-        try:
-            result = pipeline.composite_year(area, year)
-        except pipeline.NoScenesError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        comp = result.composite  # summary statistics gathered while the blocks were written; no full array
-        png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
-        partition = {"area": area.code, "year": year}
-        return dg.MaterializeResult(
-            metadata={
-                "path": dg.MetadataValue.path(str(result.path)),
-                "scenes_used": len(result.selection.items),
-                "scenes_dropped": len(result.selection.dropped),
-                "scenes": _scenes_table(result),
-                "offsets_contradicted": sum(d.contradicts_metadata for d in comp.offsets.values()),
-                "clear_days": len(comp.days),
-                "valid_fraction": round(comp.valid_fraction, 4),
-                "grid": f"{comp.geobox.width}x{comp.geobox.height} px, {area.imagery.resolution:g} m, "
-                        f"{comp.geobox.crs}",
-                "mean_ndvi": round(comp.stats.ndvi_mean, 4) if comp.stats.valid_pixels else None,
-                "ndvi_min_max": [round(comp.stats.ndvi_min, 4), round(comp.stats.ndvi_max, 4)]
-                if comp.stats.valid_pixels else None,
-                "compute": scheduler_address(area.compute.dask_scheduler) or "local threads",
-                "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name="ndvi_in_range", passed=comp.stats.in_range, metadata=partition),
-                dg.AssetCheckResult(check_name="valid_fraction", passed=comp.valid_fraction >= MIN_VALID_FRACTION,
-                                    severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={**partition, "valid_fraction": round(comp.valid_fraction, 4)}),
-                _offset_check(result, partition),
-            ],
-        )
+    def ndvi_composite(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        runnable, failed = area_years(config, context)
+        done: list[tuple[dg.MultiPartitionKey, pipeline.YearComposite]] = []
+        metadata = {}
+        for number, (key, area, year) in enumerate(runnable, 1):
+            if len(runnable) > 1:
+                context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year}")
+            with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
+                result = pipeline.composite_year(area, year)
+                metadata[key] = _composite_metadata(area, year, result)
+                context.add_asset_metadata(metadata[key], partition_key=key)
+                done.append((key, result))
+        if failed:
+            yield from materialised(context, metadata)
+            raise PartitionFailure("ndvi_composite", failed, len(done))
+        yield dg.MaterializeResult(check_results=list(_check_results(done)))
 
     @dg.asset(group_name="imagery", partitions_def=partitions, deps=[ndvi_composite], kinds={"postgres"},
+              backfill_policy=BATCH_POLICY,
               description="The area-year's composite in raw.ndvi_composites, replaced in one transaction that "
                           "also publishes the area's staged districts.")
-    def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
-        area, year = area_and_year(config, context)
-        path = pipeline.composite_path(area, year)
-        if not path.exists():
-            raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for {area.code} {year}")
+    def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
+        runnable, failed = area_years(config, context)
+        metadata = {}
         with postgis.connect() as conn:
-            tiles = load_composite(conn, area.code, year, path)
-            version = published_districts_version(conn, area.code)
-        return dg.MaterializeResult(metadata={"dagster/row_count": tiles, "table": "raw.ndvi_composites",
-                                              "districts_version": version})
+            for key, area, year in runnable:
+                with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
+                    path = pipeline.composite_path(area, year)
+                    if not path.exists():
+                        raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for "
+                                                     f"{area.code} {year}")
+                    tiles = load_composite(conn, area.code, year, path)
+                    metadata[key] = {"dagster/row_count": tiles, "table": "raw.ndvi_composites",
+                                     "districts_version": published_districts_version(conn, area.code)}
+                    context.add_asset_metadata(metadata[key], partition_key=key)
+        if failed:
+            yield from materialised(context, metadata)
+            raise PartitionFailure("raw_ndvi_composites", failed, len(metadata))
+        yield dg.MaterializeResult()
 
     return [ndvi_composite, raw_ndvi_composites]

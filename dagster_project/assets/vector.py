@@ -2,10 +2,19 @@
 
 
 import hashlib
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from dagster_project.partitions import area_partitions
+from dagster_project.partitions import (
+    BATCH_POLICY,
+    PartitionFailure,
+    area_partitions,
+    areas_of,
+    each_partition,
+    materialised,
+)
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import PipelineConfig
@@ -13,52 +22,73 @@ from ingestion.export.preview import choropleth_png, markdown_image
 from ingestion.load.postgis import published_districts_version, stage_districts
 
 
+def single_version(metadata: dict[str, dict], field: str) -> dg.MaterializeResult:
+    """The step's result: a run of one area records the content's version as its data version (equal content,
+    equal version: re-staging the same districts, or an AOI of the same shape, makes nothing downstream stale).
+    Dagster takes one data version per step, so a batch of areas records the default (code and inputs)."""
+    if len(metadata) == 1:
+        return dg.MaterializeResult(data_version=dg.DataVersion(next(iter(metadata.values()))[field]))
+    return dg.MaterializeResult()
+
+
 def build_input_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     """The area inputs, partitioned by area."""
     partitions = area_partitions(config)
 
     @dg.asset(group_name="inputs", partitions_def=partitions, kinds={"postgres", "python"},
+              backfill_policy=BATCH_POLICY,
               description="The area's districts from its vector file, validated and staged in "
                           "raw.districts_staged. The area's next year that loads publishes them to raw.districts "
                           "in the same transaction; dbt then recomputes every year of the area for them.")
-    def districts(context: dg.AssetExecutionContext, postgis: PostGISResource) -> dg.MaterializeResult:
-        area = config.area(context.partition_key)
-        gdf = pipeline.prepare_districts(area)
-        with postgis.connect() as conn:
-            rows, version = stage_districts(conn, area.code, gdf)
-            published = published_districts_version(conn, area.code)
-        changed = published != version
-        context.log.info("%s: staged %d districts (version %s)%s", area.code, rows, version,
-                         "; they replace the published ones with the next year that loads" if changed else
-                         ", identical to the published ones")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "source": area.districts.path,
-                "crs": gdf.crs.to_string(),
-                "area_km2": round(float(gdf.area.sum()) / 1e6, 3),
-                "districts_version": version,
-                "differs_from_published": changed,
-            },
-            # equal content, equal version: re-staging the same districts does not make the years stale
-            data_version=dg.DataVersion(version),
-        )
+    def districts(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
+        areas, failed, metadata = areas_of(config, context), {}, {}
+        for area in areas:
+            with each_partition(area.code, failed, alone=len(areas) == 1):
+                gdf = pipeline.prepare_districts(area)
+                with postgis.connect() as conn:
+                    rows, version = stage_districts(conn, area.code, gdf)
+                    published = published_districts_version(conn, area.code)
+                changed = published != version
+                context.log.info(f"{area.code}: staged {rows} districts (version {version})" + (
+                    "; they replace the published ones with the next year that loads" if changed else
+                    ", identical to the published ones"))
+                metadata[area.code] = {
+                    "dagster/row_count": rows,
+                    "source": area.districts.path,
+                    "crs": gdf.crs.to_string(),
+                    "area_km2": round(float(gdf.area.sum()) / 1e6, 3),
+                    "districts_version": version,
+                    "differs_from_published": changed,
+                }
+                context.add_asset_metadata(metadata[area.code], partition_key=area.code)
+        if failed:
+            yield from materialised(context, metadata)
+            raise PartitionFailure("districts", failed, len(metadata))
+        yield single_version(metadata, "districts_version")
 
     @dg.asset(group_name="inputs", partitions_def=partitions, deps=[districts], kinds={"python"},
+              backfill_policy=BATCH_POLICY,
               description="The area of interest: the boundary file, or the union of the districts, in the "
                           "working CRS. Sets the area's imagery search and grid.")
-    def aoi_boundary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        area = config.area(context.partition_key)
-        aoi = pipeline.build_aoi(area, pipeline.prepare_districts(area))
-        aoi["value"] = 1.0
-        breaks = {"min": 0.0, "bins": [1.0], "colors": ["#9ecae1"]}
-        png = choropleth_png(aoi, "value", breaks, f"{area.code}: area of interest")
-        # the composites depend on the AOI's shape only: a districts change that keeps it leaves them current
-        version = hashlib.sha256(aoi.geometry.iloc[0].wkb).hexdigest()[:16]
-        return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-            "path": dg.MetadataValue.path(str(pipeline.aoi_path(area))),
-            "area_km2": round(float(aoi.area.sum()) / 1e6, 3),
-            "preview": dg.MetadataValue.md(markdown_image(png, "AOI")),
-        })
+    def aoi_boundary(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        areas, failed, metadata = areas_of(config, context), {}, {}
+        for area in areas:
+            with each_partition(area.code, failed, alone=len(areas) == 1):
+                aoi = pipeline.build_aoi(area, pipeline.prepare_districts(area))
+                aoi["value"] = 1.0
+                breaks = {"min": 0.0, "bins": [1.0], "colors": ["#9ecae1"]}
+                png = choropleth_png(aoi, "value", breaks, f"{area.code}: area of interest")
+                metadata[area.code] = {
+                    "path": dg.MetadataValue.path(str(pipeline.aoi_path(area))),
+                    "area_km2": round(float(aoi.area.sum()) / 1e6, 3),
+                    # the composites depend on the AOI's shape only
+                    "aoi_version": hashlib.sha256(aoi.geometry.iloc[0].wkb).hexdigest()[:16],
+                    "preview": dg.MetadataValue.md(markdown_image(png, "AOI")),
+                }
+                context.add_asset_metadata(metadata[area.code], partition_key=area.code)
+        if failed:
+            yield from materialised(context, metadata)
+            raise PartitionFailure("aoi_boundary", failed, len(metadata))
+        yield single_version(metadata, "aoi_version")
 
     return [districts, aoi_boundary]

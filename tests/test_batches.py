@@ -1,0 +1,128 @@
+"""Many areas at the cost of one: ``ndvi-pipeline run`` materialises a province's area-years as one batch per job
+(one dbt build for all of them), records each partition with its own figures, and an area-year that fails does
+not stop the others; the latest layers of all areas refresh in one run."""
+
+from __future__ import annotations
+
+import dagster as dg
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import pytest
+import yaml
+
+from dagster_project.cli import run
+from dagster_project.partitions import area_year_boxes, area_year_key
+from ingestion.config import PipelineConfig, load_config
+from ingestion.sample.generator import generate, synthetic_districts
+from tests.helpers import numpy_zonal
+from tests.pipeline_env import reset_database
+
+AREAS = ("GM0001", "GM0002", "GM0003")
+YEARS = (2021, 2022)
+MISSING = 2023  # a configured year without any scene in the catalog
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory) -> dict:
+    """Three municipalities of 1.5 x 1.5 km side by side, 4 districts each, one districts file and one catalog."""
+    folder = tmp_path_factory.mktemp("province")
+    parts = []
+    for index, code in enumerate(AREAS):
+        part = synthetic_districts(30 + index, n=4, size_m=(1500.0, 1500.0))
+        part["geometry"] = part.geometry.translate(index * 1500.0, 0.0)
+        part["gm_code"] = code
+        part["district_code"] = [f"WK{code[2:]}{i:02d}" for i in range(len(part))]
+        parts.append(part)
+    frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+    frame.to_file(folder / "districts.gpkg", driver="GPKG")
+    manifest = generate(folder, list(YEARS), seed=3, districts_path=folder / "districts.gpkg")
+    return {"districts": folder / "districts.gpkg", "catalog": manifest["catalog"], "frame": frame}
+
+
+def _config(tmp_path, province: dict, out) -> PipelineConfig:
+    """One area per municipality (``districts.area_column``), years with scenes and one without."""
+    path = tmp_path / "province.yaml"
+    path.write_text(yaml.safe_dump({
+        "years": [*YEARS, MISSING], "output_dir": str(out),
+        "districts": {"path": str(province["districts"]), "area_column": "gm_code", "areas": list(AREAS)},
+        "imagery": {"source": "local-stac", "options": {"catalog_path": province["catalog"]}}}))
+    return load_config(path)
+
+
+def _materialisations(instance: dg.DagsterInstance, asset: str) -> dict[str, dict]:
+    """Partition -> metadata of the newest materialisation of ``asset``."""
+    found = {}
+    for record in instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records:
+        materialization = record.asset_materialization
+        found.setdefault(str(materialization.partition), {k: v.value for k, v in materialization.metadata.items()})
+    return found
+
+
+def test_area_year_boxes_cover_exactly_the_wanted_area_years(tmp_path, province):
+    config = _config(tmp_path, province, tmp_path / "out")
+    every = {code: [*YEARS, MISSING] for code in AREAS}
+    assert len(area_year_boxes(config, every)) == 1  # the whole province in one run
+    ragged = {"GM0001": [2021, 2022], "GM0002": [2021], "GM0003": [2021, 2022]}
+    boxes = area_year_boxes(config, ragged)
+    covered = sorted(key for box in boxes for key in box.keys)
+    assert covered == sorted(str(area_year_key(a, y)) for a, years in ragged.items() for y in years)
+    assert len(covered) == len(set(covered))
+
+
+@pytest.mark.slow
+def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, province, database_url):
+    out = tmp_path / "out"
+    reset_database(database_url, out)
+    config = _config(tmp_path, province, out)
+    instance = dg.DagsterInstance.ephemeral()
+    lines: list[str] = []
+    results = run(config, instance=instance, echo=lines.append)
+
+    # one run per job, plus one follow-up of the yearly batch after its composite failed for the missing year
+    jobs = [r.dagster_run.job_name for r in results]
+    assert jobs == ["area_inputs", "yearly_ndvi", "yearly_ndvi", "latest_ndvi"], "\n".join(lines)
+    assert [r.success for r in results] == [True, False, True, True]
+    failed = [x for x in lines if "failed in ndvi_composite" in x]
+    assert len(failed) == 1 and "3 of 9 partitions failed" in failed[0], "\n".join(lines)
+    text = "\n".join(lines)
+    for code in AREAS:
+        assert f"{code} {MISSING}: no usable Sentinel-2 scenes for {MISSING}" in text
+    # one dbt build for the whole batch
+    assert sum(1 for x in lines if x.startswith("ok") and " dbt_yearly_models " in x) == 1, text
+
+    # every area-year has every yearly record, each with its own partition's row count; the missing year none
+    with psycopg.connect(database_url) as conn:
+        counts = dict(((a, y), n) for a, y, n in conn.execute(
+            "select area_code, year, count(*) from analytics.ndvi_stats_yearly group by 1, 2"))
+        tiles = dict(((a, y), n) for a, y, n in conn.execute(
+            "select area_code, year, count(*) from raw.ndvi_composites group by 1, 2"))
+    stats = _materialisations(instance, "ndvi_stats_yearly")
+    loads = _materialisations(instance, "raw_ndvi_composites")
+    composites = _materialisations(instance, "ndvi_composite")
+    for code in AREAS:
+        for year in YEARS:
+            key = str(area_year_key(code, year))
+            assert stats[key]["dagster/row_count"] == counts[(code, year)] == 4
+            assert loads[key]["dagster/row_count"] == tiles[(code, year)]
+            assert composites[key]["scenes_used"] > 0
+        assert str(area_year_key(code, MISSING)) not in composites
+
+    # the numbers equal numpy on each area's composite, and every area's latest layer was written in one run
+    frame = province["frame"]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("select area_code, year, district_code, pixel_count, district_pixel_count, mean_ndvi"
+                            " from analytics.ndvi_stats_yearly").fetchall()
+    for code in AREAS:
+        districts = frame[frame["gm_code"] == code]
+        for year in YEARS:
+            expected = numpy_zonal(out / code / str(year) / "composite" / f"ndvi_composite_{year}.tif", districts)
+            mine = {r[2]: r[3:] for r in rows if r[0] == code and r[1] == year}
+            assert set(mine) == set(districts["district_code"])
+            for district, (count, district_pixels, mean) in mine.items():
+                total, values = expected[district]
+                assert (count, district_pixels) == (values.size, total)
+                assert mean == pytest.approx(values.mean(), abs=1e-6)
+        latest = gpd.read_file(out / code / "latest" / "ndvi_stats_latest.geojson")
+        assert sorted(latest["district_code"]) == sorted(districts["district_code"])
+    assert set(_materialisations(instance, "latest_exports")) == set(AREAS)
