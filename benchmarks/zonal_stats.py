@@ -16,7 +16,9 @@ It checks that the models' pixel counts equal numpy's, min/max/mean/stddev are w
 within 1e-3 of ``np.percentile(values, q)`` (they come out exact) and the green-share pixel counts (NDVI >= 0.2
 and >= 0.5) equal numpy's, for every district, and prints seconds and the models/exactextract ratio.
 Cases: ``enschede`` (the 10 real districts of ``shared/data/enschede`` on a 2.1 Mpx raster over their
-extent), ``L`` (25 Mpx, 2,000 Voronoi districts), ``tiny`` (the pytest case).
+extent), ``L`` (25 Mpx, 2,000 Voronoi districts), ``national`` (36 Mpx, 60 x 60 km, 14,000 Voronoi districts: the
+Netherlands' buurten at the size of one area; its ``district_tile_masks`` build is the figure to watch), ``tiny``
+(the pytest case).
 Run: ``make benchmark`` (``CASES="enschede L"``) or ``.venv/bin/python benchmarks/zonal_stats.py enschede L``.
 """
 
@@ -126,6 +128,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "tiny": tiny_case,
     "enschede": enschede_case,
     "L": lambda: _voronoi_case("L", 5000, 2000, 5),
+    "national": lambda: _voronoi_case("national", 6000, 14000, 5),
 }
 
 

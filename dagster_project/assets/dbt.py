@@ -39,8 +39,12 @@ YEARLY_PARENTS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
 #: and a missing latest layer alone (a new deployment with no year yet) requests nothing. The area's inputs
 #: (the input views are parents of some latest models) are ignored: refreshing them requests nothing, so an
 #: area whose inputs were just built, with no year yet, gets no latest run (it would fail on missing tables).
+#: Nor is anything requested while one of its per-area parents is missing and not requested in the same
+#: tick (``latest_exports`` reading a view that was never built): the years themselves are exempt, any one
+#: year is enough.
 AFTER_ANY_YEAR = (
     dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets(*INPUT_MODELS)).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(*YEARLY_PARENTS))
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after any year of the area")

@@ -16,21 +16,22 @@
 
 -- Which pixels of each tile belong to each district, computed once per districts version and reused by
 -- every year (the grid is the same for all years of an area), so the yearly model never touches a district
--- polygon. Why: ST_Clip(tile, district) costs, per call, a GEOS intersection of the whole district with the
--- tile and a GDAL rasterisation, and then ~100 ns per pixel and band in PostGIS's generic raster iterator;
--- on real boundaries (Enschede: 2,308 vertices) and many small districts (L: 2,000) it was 60-80 % of the
--- model's time. Here each (tile cell, district) pair gets the same pixel-centre rasterisation ST_Clip does
--- (it is made by ST_Clip, on a one-band raster of the tile's grid), stored as a mask array that
--- ndvi_stats_yearly applies with ST_SetValues (a plain loop: masking became ~free, measured). Tiles lying
--- wholly inside a district need no mask at all.
+-- polygon: ndvi_stats_yearly applies the mask with ST_SetValues (a plain loop, ~free), or takes a tile whole
+-- where every pixel centre lies in the district.
 --
--- Every pixel counts for exactly one district (where districts do not overlap): a mask is rasterised from the
--- polygonal part of district ∩ tile only. Why: ST_Clip rasterises whatever the intersection with the tile is,
--- and where a district only touches a tile (its edge on the tile's left or top edge, or a corner) that is a
--- line or a point, which GDAL burns as a full column or row of pixels belonging to the neighbour; a district
--- that overlaps a tile and also runs along one of its edges gives a polygon plus such a line (measured on
--- PostGIS 3.3.2: 22 pixels instead of 16 on an 8 x 8 tile). With the polygons alone, ST_Clip's pixel-centre
--- rule holds, and a district that only touches a tile gets no mask for it.
+-- Every pixel counts for exactly one district (where districts do not overlap), by the pixel-centre rule:
+-- each district is rasterised ONCE, as a polygon, on the span of whole tiles it overlaps (ST_Clip of a one-band
+-- raster of that span: GDAL's pixel-centre rasterisation, the rule numpy/rasterio use), and each tile's mask is
+-- a slice of that array. Why:
+--   * rasterising the polygon itself, never its intersection with a tile, leaves no line or point to burn:
+--     ST_Clip(tile, district) rasterised whatever district ∩ tile was, and where a district only touches a tile
+--     (its edge on the tile's edge) that is a line, which GDAL burns as a full row of the neighbour's pixels
+--     (issue 21: 11,242 pixels counted twice in a province). A district touching a tile gets no pixel of it.
+--   * one GEOS intersection and one GDAL rasterisation per district instead of per district-tile pair, and no
+--     polygon per pair at all: candidate tiles come from the district's bounding box on the area's regular
+--     tile grid (arithmetic, not a spatial join), a tile's mask is an array slice, and its pixel count is
+--     counted from the slice. Time proportional to the district-tile pairs (issue 21: 14,000 districts,
+--     100,000 pairs).
 --
 -- Incremental: rows carry the area's `districts_version` they were built for; a pre-hook deletes an area's
 -- rows when its districts change, and each run adds only tile cells of an area not seen yet (a new year on
@@ -44,69 +45,153 @@ with districts as (
 
 tile_cells as (
 
+    -- every tile cell of the area's grid (one per position, whatever the years), with its corner
     select distinct on (tiles.area_code, st_envelope(tiles.rast))
         tiles.area_code,
         st_envelope(tiles.rast) as cell,
-        st_addband(st_makeemptyraster(tiles.rast), '8BUI'::text, 1, 0) as cell_grid
+        st_xmin(st_envelope(tiles.rast)) as cell_xmin,
+        st_ymax(st_envelope(tiles.rast)) as cell_ymax,
+        st_xmax(st_envelope(tiles.rast)) as cell_xmax,
+        st_ymin(st_envelope(tiles.rast)) as cell_ymin,
+        st_width(tiles.rast) as cell_width,
+        st_height(tiles.rast) as cell_height,
+        st_scalex(tiles.rast) as scale_x,
+        st_scaley(tiles.rast) as scale_y,
+        st_srid(tiles.rast) as srid
     from {{ ref('stg_ndvi_tiles') }} as tiles
-    {% if is_incremental() %}
-    where not exists (
-        select from {{ this }} as built
-        where built.area_code = tiles.area_code and built.cell = st_envelope(tiles.rast)
-    )
-    {% endif %}
     order by tiles.area_code, st_envelope(tiles.rast)
 
 ),
 
-district_cells as (
+area_grids as (
 
+    -- the area's tile grid: its upper-left corner, the tile step (the largest tile: edge tiles may be smaller)
+    -- and pixel size, metres in the area's CRS
+    select
+        area_code,
+        min(cell_xmin) as grid_xmin,
+        max(cell_ymax) as grid_ymax,
+        max(cell_xmax) as grid_xmax,
+        min(cell_ymin) as grid_ymin,
+        max(cell_width) as tile_width,
+        max(cell_height) as tile_height,
+        max(cell_width) * min(scale_x) as step_x,
+        max(cell_height) * min(abs(scale_y)) as step_y,
+        min(scale_x) as scale_x,
+        min(scale_y) as scale_y,
+        min(srid) as srid
+    from tile_cells
+    group by area_code
+
+),
+
+new_cells as (
+
+    -- the tile cells not masked yet, with their column and row on the area's grid
+    select
+        tile_cells.*,
+        round((tile_cells.cell_xmin - area_grids.grid_xmin) / area_grids.step_x)::int as tile_column,
+        round((area_grids.grid_ymax - tile_cells.cell_ymax) / area_grids.step_y)::int as tile_row
+    from tile_cells
+    inner join area_grids
+        on area_grids.area_code = tile_cells.area_code
+    {% if is_incremental() %}
+    where not exists (
+        select from {{ this }} as built
+        where built.area_code = tile_cells.area_code and built.cell = tile_cells.cell
+    )
+    {% endif %}
+
+),
+
+district_tile_ranges as (
+
+    -- the columns and rows of the area's tiles that the district's bounding box overlaps
     select
         districts.area_code,
         districts.district_code,
         districts.districts_version,
-        tile_cells.cell,
-        tile_cells.cell_grid,
         districts.geometry,
-        st_covers(districts.geometry, tile_cells.cell) as covers_cell
-    from tile_cells
-    inner join districts
-        on districts.area_code = tile_cells.area_code
-        and st_intersects(tile_cells.cell, districts.geometry)
+        area_grids.grid_xmin,
+        area_grids.grid_ymax,
+        area_grids.grid_xmax,
+        area_grids.grid_ymin,
+        area_grids.tile_width,
+        area_grids.tile_height,
+        area_grids.step_x,
+        area_grids.step_y,
+        area_grids.scale_x,
+        area_grids.scale_y,
+        area_grids.srid,
+        greatest(floor((st_xmin(districts.geometry) - area_grids.grid_xmin) / area_grids.step_x), 0)::int
+            as first_column,
+        floor((st_xmax(districts.geometry) - area_grids.grid_xmin) / area_grids.step_x)::int as last_column,
+        greatest(floor((area_grids.grid_ymax - st_ymax(districts.geometry)) / area_grids.step_y), 0)::int
+            as first_row,
+        floor((area_grids.grid_ymax - st_ymin(districts.geometry)) / area_grids.step_y)::int as last_row
+    from districts
+    inner join area_grids
+        on area_grids.area_code = districts.area_code
+    where exists (select from new_cells where new_cells.area_code = districts.area_code)
 
 ),
 
-district_cell_interiors as (
+district_span_tiles as (
 
-    -- the district's area within the tile: lines and points where it only touches the tile are dropped
-    -- (ST_Intersection returns them beside the polygons); empty when the district only touches the tile
+    -- the district rasterised once, as a polygon, on the span of its candidate tiles (clipped to the grid's
+    -- extent, so that its edge tiles are as narrow as the area's): 1 where the pixel centre lies in the polygon,
+    -- 0 (nodata) elsewhere; then cut into the area's tiles (the span starts on a tile corner)
     select
-        area_code,
-        district_code,
-        districts_version,
-        cell,
-        cell_grid,
-        covers_cell,
-        case
-            when not covers_cell then st_collectionextract(st_intersection(geometry, cell), 3)
-        end as inside_area
-    from district_cells
+        spans.area_code,
+        spans.district_code,
+        spans.districts_version,
+        spans.grid_xmin,
+        spans.grid_ymax,
+        spans.step_x,
+        spans.step_y,
+        span_tiles.tile
+    from district_tile_ranges as spans
+    cross join lateral st_tile(
+        st_clip(
+            st_addband(
+                st_makeemptyraster(
+                    round((least(spans.grid_xmax, spans.grid_xmin + (spans.last_column + 1) * spans.step_x)
+                           - (spans.grid_xmin + spans.first_column * spans.step_x)) / spans.scale_x)::int,
+                    round(((spans.grid_ymax - spans.first_row * spans.step_y)
+                           - greatest(spans.grid_ymin, spans.grid_ymax - (spans.last_row + 1) * spans.step_y))
+                          / abs(spans.scale_y))::int,
+                    spans.grid_xmin + spans.first_column * spans.step_x,
+                    spans.grid_ymax - spans.first_row * spans.step_y,
+                    spans.scale_x, spans.scale_y, 0, 0, spans.srid
+                ),
+                '8BUI'::text, 1, 0
+            ),
+            spans.geometry, false
+        ),
+        spans.tile_width, spans.tile_height
+    ) as span_tiles (tile)
+    where spans.last_column >= spans.first_column and spans.last_row >= spans.first_row
 
 ),
 
-district_cell_grids as (
+district_cell_slices as (
 
-    -- 1 where the pixel centre lies in the district's area, nodata elsewhere (ST_Clip's own rule)
+    -- each new tile cell of the district: the span's tile at its position, as an array (0 turned into null:
+    -- nodata), and the count of pixel centres inside
     select
-        area_code,
-        district_code,
-        districts_version,
-        cell,
-        covers_cell,
-        case when not covers_cell then st_clip(cell_grid, inside_area, false) end as inside_grid
-    from district_cell_interiors
-    -- ST_Clip of an empty geometry fails (and would give no pixel anyway)
-    where covers_cell or not st_isempty(inside_area)
+        span_tiles.area_code,
+        span_tiles.district_code,
+        span_tiles.districts_version,
+        new_cells.cell,
+        new_cells.cell_width * new_cells.cell_height as cell_pixels,
+        array_replace(st_dumpvalues(span_tiles.tile, 1, false), 0::double precision, null) as pixel_mask
+    from district_span_tiles as span_tiles
+    inner join new_cells
+        on new_cells.area_code = span_tiles.area_code
+        and new_cells.tile_column
+            = round((st_upperleftx(span_tiles.tile) - span_tiles.grid_xmin) / span_tiles.step_x)::int
+        and new_cells.tile_row
+            = round((span_tiles.grid_ymax - st_upperlefty(span_tiles.tile)) / span_tiles.step_y)::int
 
 ),
 
@@ -117,10 +202,11 @@ masks as (
         district_code,
         districts_version,
         cell,
-        covers_cell,
-        case when not covers_cell then st_dumpvalues(inside_grid, 1) end as pixel_mask,
-        case when covers_cell then 1 else st_count(inside_grid, 1, true) end as inside_pixels
-    from district_cell_grids
+        cell_pixels,
+        pixel_mask,
+        -- array_to_string skips nulls: one '1' per pixel centre inside the district
+        length(array_to_string(pixel_mask, '')) as inside_pixels
+    from district_cell_slices
 
 )
 
@@ -128,8 +214,9 @@ select
     area_code::text as area_code,
     district_code::text as district_code,
     cell::geometry as cell,
-    covers_cell::boolean as covers_cell,
-    pixel_mask::double precision[] as pixel_mask,
+    (inside_pixels = cell_pixels)::boolean as covers_cell,
+    -- a tile whose every pixel centre is inside is taken whole: no mask
+    (case when inside_pixels < cell_pixels then pixel_mask end)::double precision[] as pixel_mask,
     districts_version::text as districts_version
 from masks
 where inside_pixels > 0
