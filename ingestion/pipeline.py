@@ -38,8 +38,10 @@ from ingestion.imagery.gdal_env import gdal_options
 from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.offset_check import check_offsets
 from ingestion.imagery.scheduler import scheduler_address
+from ingestion.observe import scenes_version
 from ingestion.scenes import drop_unreadable, select_scenes
 from ingestion.sources.base import SceneSelection
+from ingestion.updates import config_version, discard_sidecar, inputs_version, unchanged_composite, write_sidecar
 from ingestion.vector import read_boundary, read_districts
 from ingestion.years import validate_year
 
@@ -100,16 +102,28 @@ class YearComposite:
     path: Path
     composite: CompositeSummary
     selection: SceneSelection
+    inputs_version: str | None = None  # ingestion.updates: scenes, pixel config, code version
+    skipped: bool = False  # the COG was already made from these inputs: nothing was recomputed
 
 
-def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
+def composite_year(cfg: AreaConfig, year: int, force: bool = False) -> YearComposite:
     """Select scenes for ``year``, decide each one's offset from its pixels (dropping items with an unreadable
     asset), composite them on the area grid block by block and stream the COG (published atomically); runs on
-    ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
+    ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set.
+
+    When the COG's sidecar records the same inputs version (:mod:`ingestion.updates`), nothing is read or
+    written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     selection = select_scenes(cfg, year, aoi, crs)
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
+    scenes = scenes_version(selection)
+    version = inputs_version(scenes, config_version(cfg, aoi, crs, geobox))
+    path = composite_path(cfg, year)
+    if not force and (unchanged := unchanged_composite(path, version, selection, geobox)) is not None:
+        log.info("composite for %d unchanged (inputs %s): skipped, %s kept as it is", year, version, path)
+        return YearComposite(year, path, unchanged[0], unchanged[1], version, skipped=True)
+    discard_sidecar(path)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
                             gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)
     selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
@@ -117,13 +131,13 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "
                             f"(cloud limit {cfg.imagery.cloud_cover_max}%, months {cfg.imagery.months})")
-    path = composite_path(cfg, year)
     composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
                                  chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
                                  gdal=cfg.compute.gdal_options, offsets=offsets.decisions,
                                  io_concurrency=cfg.compute.io_concurrency)
+    write_sidecar(path, version, scenes, composite, selection)
     log.info("composite for %d written to %s", year, path)
-    return YearComposite(year, path, composite, selection)
+    return YearComposite(year, path, composite, selection, version)
 
 
 def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:
