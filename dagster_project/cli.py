@@ -22,7 +22,9 @@ from dagster._core.utils import make_new_run_id
 
 from dagster_project.definitions import build_definitions
 from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
+from dagster_project.observe_cli import observe_command
 from dagster_project.partitions import area_year_key
+from dagster_project.refresh import FORCE_TAG
 from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.areas import load_config_reading_areas
@@ -87,14 +89,16 @@ def _step_lines(job: str, partition: str, result: dg.ExecuteInProcessResult,
 
 def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Iterable[int] | None = None,
         instance: dg.DagsterInstance | None = None, verbose: bool = False, inputs: bool = True,
-        latest: bool = True, echo: Callable[[str], None] | None = None) -> list[dg.ExecuteInProcessResult]:
+        latest: bool = True, echo: Callable[[str], None] | None = None,
+        force: bool = False) -> list[dg.ExecuteInProcessResult]:
     """Per area: ``area_inputs`` (unless not ``inputs``), then ``yearly_ndvi`` for each year, then
     ``latest_ndvi`` (unless not ``latest``).
 
     ``areas`` and ``years`` default to every configured one (a year is run only for areas that list it;
     ``years=[]`` runs none). A failing year does not stop the others; the latest layer is refreshed from
     what succeeded. Returns every run's result. ``echo`` (default: print to this moment's stdout, flushed)
-    receives the lines; raises :class:`Interrupted` after a run stopped by SIGINT or SIGTERM.
+    receives the lines; raises :class:`Interrupted` after a run stopped by SIGINT or SIGTERM. ``force``
+    (issue 20): recompute and reload composites whose inputs did not change (run tag ``FORCE_TAG``).
     """
     if echo is None:
         stdout = sys.stdout  # not the capture that hides dbt's own output while a run executes
@@ -116,7 +120,8 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
         with RunWatch(instance, run_id, echo) as watch, \
                 contextlib.redirect_stdout(sys.stdout if verbose else captured):
             result = jobs[job].execute_in_process(partition_key=key, instance=instance, run_config=run_config,
-                                                  raise_on_error=False, run_id=run_id, tags=owner_tags())
+                                                  raise_on_error=False, run_id=run_id,
+                                                  tags={**owner_tags(), **({FORCE_TAG: "true"} if force else {})})
         results.append(result)
         for line in _step_lines(job, label, result, key):
             echo(str(line))
@@ -188,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
     run_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    run_parser.add_argument("--force", action="store_true",
+                            help="recompute and reload composites even when their inputs did not change")
+    observe_parser = sub.add_parser("observe", help="observe the scenes of areas and years (no pixels): one line "
+                                                    "per area-year with its scenes version and whether it changed")
+    observe_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    observe_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
+    observe_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     areas_parser = sub.add_parser("areas", help="read the areas of a districts file split by districts.area_column "
                                                 "(the Dagster code location uses what this records)")
     areas_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # a bad config, an unreadable districts file or a missing area column: one line, no traceback
         config = load_config_reading_areas(args.config)
-        for code in (args.area or []) if args.command == "run" else []:
+        for code in (args.area or []) if args.command in ("run", "observe") else []:
             config.area(code)
     except (ConfigError, VectorInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -216,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "retire":
         return retire(config, args.area, args.output_dir)
+    if args.command == "observe":
+        return observe_command(config, args.area, args.year)
     try:
-        results = run(config, args.area, args.year, verbose=verbose)
+        results = run(config, args.area, args.year, verbose=verbose, force=args.force)
     except Interrupted:
         return 130
     return 0 if results and all(r.success for r in results) else 1

@@ -290,3 +290,37 @@ def area_years_needing_dbt(conn: psycopg.Connection, area_years: Iterable[tuple[
         return [p for p in pairs if p in loaded]
     rows = conn.execute(_NEEDING_DBT, {"areas": [a for a, _ in pairs], "years": [y for _, y in pairs]}).fetchall()
     return [(a, int(y)) for a, y in rows]
+
+
+# --- what an observation makes stale ----------------------------------------------------------------------
+
+def expected_inputs_version(cfg: AreaConfig, year: int, observed_scenes: str) -> str:
+    """The inputs version a composite of ``year`` would have now, given the observed scenes version (reads
+    the area's AOI, ``aoi/aoi_boundary.gpkg``; no search, no pixels)."""
+    from ingestion.imagery.grid import target_geobox
+    from ingestion.pipeline import read_aoi  # the pipeline imports this module
+
+    aoi, crs = read_aoi(cfg)
+    return inputs_version(observed_scenes, config_version(cfg, aoi, crs,
+                                                         target_geobox(aoi, crs, cfg.imagery.resolution)))
+
+
+def stale_area_years(areas: Iterable[AreaConfig], observed: dict[tuple[str, int], str]
+                     ) -> list[tuple[str, int, str]]:
+    """The area-years whose composite exists but was made from other inputs than the observed scenes (and the
+    current config and code) give: ``(area_code, year, expected inputs version)``. ``observed`` maps
+    ``(area_code, year)`` to an observed scenes version. An area-year without a composite (never
+    materialised) or without an observation is not stale; it is left alone."""
+    from ingestion.pipeline import composite_path
+
+    stale = []
+    for cfg in areas:
+        for year in cfg.years:
+            scenes = observed.get((cfg.code, year))
+            path = composite_path(cfg, year)
+            if scenes is None or not path.exists():
+                continue
+            expected = expected_inputs_version(cfg, year, scenes)
+            if recorded_version(path) != expected:
+                stale.append((cfg.code, year, expected))
+    return stale

@@ -3,14 +3,17 @@
 
 import dagster as dg
 
+from dagster_project.assets.scenes import SCENES_KEY  # issue 20
 from dagster_project.partitions import area_and_year, area_year_partitions
+from dagster_project.refresh import forced  # issue 20
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import PipelineConfig
 from ingestion.export.preview import composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
 from ingestion.imagery.scheduler import scheduler_address
-from ingestion.load.postgis import load_composite, published_districts_version
+from ingestion.load.postgis import published_districts_version
+from ingestion.updates import load_composite_if_changed  # issue 20
 
 MIN_VALID_FRACTION = 0.5
 
@@ -61,7 +64,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     partitions = area_year_partitions(config)
 
     @dg.asset(
-        group_name="imagery", partitions_def=partitions, deps=[dg.AssetKey("aoi_boundary")],
+        group_name="imagery", partitions_def=partitions,
+        deps=[dg.AssetKey("aoi_boundary"), SCENES_KEY],  # issue 20: stale when its scenes change
         kinds={"python", "stac"}, pool="composite",
         description="Median NDVI composite of one year's clear Sentinel-2 observations over the area (COG, "
                     "band 2 = clear days).",
@@ -80,14 +84,16 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     def ndvi_composite(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         area, year = area_and_year(config, context)
         try:
-            result = pipeline.composite_year(area, year)
+            result = pipeline.composite_year(area, year, force=forced(context))  # issue 20: skip when unchanged
         except pipeline.NoScenesError as exc:
             raise dg.Failure(description=str(exc)) from None
         comp = result.composite  # summary statistics gathered while the blocks were written; no full array
         png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
         partition = {"area": area.code, "year": year}
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(result.inputs_version) if result.inputs_version else None,  # issue 20
             metadata={
+                "skipped": result.skipped, "inputs_version": result.inputs_version or "",  # issue 20
                 "path": dg.MetadataValue.path(str(result.path)),
                 "scenes_used": len(result.selection.items),
                 "scenes_dropped": len(result.selection.dropped),
@@ -121,9 +127,9 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         if not path.exists():
             raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for {area.code} {year}")
         with postgis.connect() as conn:
-            tiles = load_composite(conn, area.code, year, path)
+            loaded = load_composite_if_changed(conn, area.code, year, path, force=forced(context))  # issue 20
             version = published_districts_version(conn, area.code)
-        return dg.MaterializeResult(metadata={"dagster/row_count": tiles, "table": "raw.ndvi_composites",
-                                              "districts_version": version})
+        return dg.MaterializeResult(metadata={"dagster/row_count": loaded.tiles, "table": "raw.ndvi_composites",
+                                              "districts_version": version, "skipped": loaded.skipped})
 
     return [ndvi_composite, raw_ndvi_composites]
