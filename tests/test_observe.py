@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import StaleStatus
 
+from dagster_project.cli import QUIET
+from dagster_project.definitions import build_definitions
 from dagster_project.observe_cli import observe_command
 from dagster_project.partitions import area_year_key
 from dagster_project.refresh import refresh_requests
@@ -18,6 +21,16 @@ from tests.update_env import add_scene, counting_opens, two_areas
 @pytest.fixture
 def areas(sample_area, tmp_path):
     return two_areas(sample_area, tmp_path)
+
+
+def _stale(instance: dg.DagsterInstance, defs: dg.Definitions) -> set[str]:
+    """The partitions of ``ndvi_composite`` that Dagster's own stale-status resolver (the UI's) calls stale."""
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    resolver = get_stale_status_resolver(instance, list(defs.assets))
+    key = dg.AssetKey("ndvi_composite")
+    keys = defs.resolve_assets_def(key).partitions_def.get_partition_keys()
+    return {k for k in keys if resolver.get_status(key, k) == StaleStatus.STALE}
 
 
 def _versions(config) -> dict[tuple[str, int], str]:
@@ -50,16 +63,18 @@ def test_cli_dagster_job_and_refresh_sensor_see_the_same_change(areas, tmp_path)
     # no composite yet: nothing is stale, nothing requested
     assert refresh_requests(instance, areas) == []
 
-    # composites exist for every area-year (recorded inputs = the observed ones): still nothing stale
-    from ingestion.pipeline import composite_year
+    # composites of every area-year, materialised after that observation: nothing stale, nothing requested
+    defs = build_definitions(areas)
     for area in areas.areas:
         for year in area.years:
-            assert not composite_year(area, year).skipped
+            assert defs.resolve_job_def("yearly_ndvi").execute_in_process(
+                partition_key=area_year_key(area.code, year), instance=instance, run_config=QUIET,
+                asset_selection=[dg.AssetKey("ndvi_composite")]).success
     assert refresh_requests(instance, areas) == []
+    assert _stale(instance, defs) == set()
 
     add_scene(areas, areas.area("west"), 2024)
-    from dagster_project.definitions import build_definitions
-    result = build_definitions(areas).resolve_job_def("observe_scenes").execute_in_process(instance=instance)
+    result = defs.resolve_job_def("observe_scenes").execute_in_process(instance=instance)
     assert result.success
     versions = {e.event_specific_data.asset_observation.partition:
                 e.event_specific_data.asset_observation.metadata["changed"].value
@@ -68,6 +83,7 @@ def test_cli_dagster_job_and_refresh_sensor_see_the_same_change(areas, tmp_path)
                         for a in ("west", "east") for y in (2019, 2024)}
     requests = refresh_requests(instance, areas)
     assert [r.partition_key for r in requests] == [str(area_year_key("west", 2024))]
+    assert _stale(instance, defs) == {str(area_year_key("west", 2024))}  # what the UI marks stale
 
     lines.clear()
     assert observe_command(areas, instance=instance, echo=lines.append) == 0
