@@ -38,7 +38,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: Metadata shown on a step's progress line, in this order, with a label.
 FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"),
            ("offsets_contradicted", "offset metadata contradicted by pixels"), ("valid_fraction", "valid"),
-           ("dagster/row_count", "rows"), ("districts", "districts"))
+           ("dagster/row_count", "rows"), ("districts", "districts"), ("skipped", "skipped"))
 
 
 class Interrupted(Exception):

@@ -84,6 +84,12 @@ def test_cli_dagster_job_and_refresh_sensor_see_the_same_change(areas, tmp_path)
     requests = refresh_requests(instance, areas)
     assert [r.partition_key for r in requests] == [str(area_year_key("west", 2024))]
     assert _stale(instance, defs) == {str(area_year_key("west", 2024))}  # what the UI marks stale
+    sensor = defs.resolve_sensor_def("refresh_stale_years")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert [r.partition_key for r in tick.run_requests] == [str(area_year_key("west", 2024))]
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    assert not again.run_requests  # nothing new observed since
 
     lines.clear()
     assert observe_command(areas, instance=instance, echo=lines.append) == 0
