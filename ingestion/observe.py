@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pystac
+
 from ingestion.atomic import write_text
 from ingestion.config import AreaConfig
 from ingestion.imagery.radiometry import radiometry
@@ -40,7 +42,7 @@ DEFAULT_MAX_WORKERS = 8
 OBSERVATION_FILE = "scenes_observed.json"
 
 
-def item_updated(item) -> str:
+def item_updated(item: pystac.Item) -> str:
     """When the item's content last changed, as the catalog says: ``updated``, else ``s2:generation_time``,
     else ``created`` (ISO 8601 text as given), else ``""``."""
     props = item.properties
