@@ -12,6 +12,7 @@ observes every area-year in one call: one search per area-year in a bounded thre
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
@@ -45,6 +46,9 @@ def build_scene_assets(config: PipelineConfig) -> list[dg.SourceAsset]:
     """The observable source asset ``sentinel2_scenes``, partitioned like the yearly assets."""
 
     partitions = area_year_partitions(config)
+    # observable source assets and DataVersionsByPartition are beta in Dagster 1.13: said once here, not per load
+    warnings.filterwarnings("ignore", category=dg.BetaWarning, module=r"dagster\._core\.decorator_utils")
+    warnings.filterwarnings("ignore", message=".*DataVersionsByPartition.*", category=dg.BetaWarning)
 
     @dg.observable_source_asset(
         key=SCENES_KEY, group_name="imagery", partitions_def=partitions,
