@@ -47,7 +47,7 @@ def build_scene_assets(config: PipelineConfig) -> list[dg.SourceAsset]:
 
     partitions = area_year_partitions(config)
     # observable source assets and DataVersionsByPartition are beta in Dagster 1.13: said once here, not per load
-    warnings.filterwarnings("ignore", category=dg.BetaWarning, module=r"dagster\._core\.decorator_utils")
+    warnings.filterwarnings("ignore", message=".*observable_source_asset.*", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", message=".*DataVersionsByPartition.*", category=dg.BetaWarning)
 
     @dg.observable_source_asset(
