@@ -16,6 +16,7 @@ Prints the seconds of each and observe / composite (target <= 10 %). The default
 so that it runs in a minute or two; ``--km 8`` is the size of ``benchmarks/areas.py``:
 
     .venv/bin/python benchmarks/observe.py [--areas 24] [--km 2] [--districts 6] [--years 2021 2022] [--repeat 3]
+                                           [--province DIR]  # a province benchmarks/areas.py generated
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ def main() -> int:
     parser.add_argument("--years", type=int, nargs="+", default=[2021, 2022])
     parser.add_argument("--repeat", type=int, default=3, help="observations timed (best is printed)")
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmarks" / "areas")
+    parser.add_argument("--province", type=Path,
+                        help="an already generated province folder of benchmarks/areas.py (read only)")
+    parser.add_argument("--work", type=Path, default=ROOT / "data" / "benchmarks" / "observe",
+                        help="output folder (AOIs, composites)")
     args = parser.parse_args()
 
-    province = _areas_benchmark().generate_province(args.cache, args.areas, args.districts, args.km, args.years)
-    work = args.cache / f"observe-{province.name}"
+    province = args.province or _areas_benchmark().generate_province(args.cache, args.areas, args.districts,
+                                                                      args.km, args.years)
+    work = args.work / province.name
     config_path = work / "observe.yaml"
     work.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump({
