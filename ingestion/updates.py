@@ -294,15 +294,14 @@ def area_years_needing_dbt(conn: psycopg.Connection, area_years: Iterable[tuple[
 
 # --- what an observation makes stale ----------------------------------------------------------------------
 
-def expected_inputs_version(cfg: AreaConfig, year: int, observed_scenes: str) -> str:
-    """The inputs version a composite of ``year`` would have now, given the observed scenes version (reads
-    the area's AOI, ``aoi/aoi_boundary.gpkg``; no search, no pixels)."""
+def area_config_version(cfg: AreaConfig) -> str:
+    """:func:`config_version` of the area as it is now (reads its AOI, ``aoi/aoi_boundary.gpkg``; no search,
+    no pixels)."""
     from ingestion.imagery.grid import target_geobox
     from ingestion.pipeline import read_aoi  # the pipeline imports this module
 
     aoi, crs = read_aoi(cfg)
-    return inputs_version(observed_scenes, config_version(cfg, aoi, crs,
-                                                         target_geobox(aoi, crs, cfg.imagery.resolution)))
+    return config_version(cfg, aoi, crs, target_geobox(aoi, crs, cfg.imagery.resolution))
 
 
 def stale_area_years(areas: Iterable[AreaConfig], observed: dict[tuple[str, int], str]
@@ -315,12 +314,14 @@ def stale_area_years(areas: Iterable[AreaConfig], observed: dict[tuple[str, int]
 
     stale = []
     for cfg in areas:
+        config = None
         for year in cfg.years:
             scenes = observed.get((cfg.code, year))
             path = composite_path(cfg, year)
             if scenes is None or not path.exists():
                 continue
-            expected = expected_inputs_version(cfg, year, scenes)
+            config = config or area_config_version(cfg)
+            expected = inputs_version(scenes, config)
             if recorded_version(path) != expected:
                 stale.append((cfg.code, year, expected))
     return stale
