@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pystac
 
+from ingestion.area_outputs import read_aoi
 from ingestion.atomic import write_text
 from ingestion.config import AreaConfig
 from ingestion.imagery.radiometry import radiometry
@@ -91,8 +92,6 @@ def observe(areas: Sequence[AreaConfig], years: Iterable[int] | None = None,
     area's working CRS, sent to the source in EPSG:4326). Returns one :class:`ObservedScenes` per area-year in
     the order of ``areas`` and years; never raises for one area-year's failure (it is in ``error``).
     """
-    from ingestion.pipeline import read_aoi  # the pipeline imports this module
-
     wanted = None if years is None else set(years)
     out: dict[tuple[str, int], ObservedScenes] = {}
     groups: dict[str, list[tuple[AreaConfig, int, object]]] = {}

@@ -15,8 +15,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import psycopg
-from shapely.geometry.base import BaseGeometry
 
+from ingestion.area_outputs import aoi_path, composite_path, read_aoi  # noqa: F401  (pipeline.* for callers)
 from ingestion.atomic import published
 from ingestion.config import AreaConfig
 from ingestion.export.breaks import classify, write_breaks
@@ -52,16 +52,8 @@ class NoScenesError(RuntimeError):
     """No usable scene for a year after filtering; the message gives the counts and reasons."""
 
 
-def composite_path(cfg: AreaConfig, year: int) -> Path:
-    return cfg.area_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
-
-
 def yearly_geojson_path(cfg: AreaConfig, year: int) -> Path:
     return cfg.area_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
-
-
-def aoi_path(cfg: AreaConfig) -> Path:
-    return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
 def prepare_districts(cfg: AreaConfig) -> gpd.GeoDataFrame:
@@ -85,15 +77,6 @@ def build_aoi(cfg: AreaConfig, districts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     with published(aoi_path(cfg)) as tmp:
         aoi.to_file(tmp, driver="GPKG", layer="aoi")
     return aoi
-
-
-def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
-    """The stored AOI geometry and its CRS (materialise ``aoi_boundary`` first)."""
-    path = aoi_path(cfg)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first")
-    aoi = gpd.read_file(path)
-    return aoi.union_all(), aoi.crs.to_string()
 
 
 @dataclass

@@ -32,12 +32,16 @@ import shapely
 from odc.geo.geobox import GeoBox
 from shapely.geometry.base import BaseGeometry
 
+from ingestion.area_outputs import composite_path, read_aoi
 from ingestion.atomic import write_text
 from ingestion.config import AreaConfig
 from ingestion.imagery.cog import CogStats
 from ingestion.imagery.composite import CompositeSummary
+from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.offset_check import OffsetDecision, OffsetEvidence
 from ingestion.imagery.radiometry import Radiometry
+from ingestion.load.inputs import loaded_inputs_version
+from ingestion.load.postgis import _lock_setup, ensure_raw_schema, load_composite, publish_districts
 from ingestion.sources.base import DropReason, SceneDecision, SceneSelection
 from ingestion.years import validate_year
 
@@ -145,39 +149,6 @@ def unchanged_composite(cog: Path, version: str, selection: SceneSelection, geob
 
 # --- the load ----------------------------------------------------------------------------------------------
 
-def ensure_inputs_table(conn: psycopg.Connection) -> None:
-    """Create ``raw.ndvi_composite_inputs(area_code, year, inputs_version, loaded_at)`` if missing (inside the
-    caller's transaction; the loader's DDL lock held)."""
-    conn.execute("""
-        create table if not exists raw.ndvi_composite_inputs (
-            area_code text not null,
-            year integer not null,
-            inputs_version text not null,
-            loaded_at timestamptz not null default clock_timestamp(),
-            primary key (area_code, year)
-        )""")
-
-
-def record_loaded_inputs(conn: psycopg.Connection, area_code: str, year: int, version: str | None) -> None:
-    """Within the load's transaction: the area-year's rows now come from inputs ``version`` (None: unknown,
-    so the next load never skips)."""
-    conn.execute("delete from raw.ndvi_composite_inputs where area_code = %s and year = %s", (area_code, year))
-    if version is not None:
-        conn.execute("insert into raw.ndvi_composite_inputs (area_code, year, inputs_version) values (%s, %s, %s)",
-                     (area_code, year, version))
-
-
-def loaded_inputs_version(conn: psycopg.Connection, area_code: str, year: int) -> str | None:
-    """The inputs version of the area-year's rows in ``raw.ndvi_composites`` (None: not loaded or unknown)."""
-    if conn.execute("select to_regclass('raw.ndvi_composite_inputs')").fetchone()[0] is None:
-        return None
-    row = conn.execute(
-        "select i.inputs_version from raw.ndvi_composite_inputs i where i.area_code = %s and i.year = %s"
-        " and exists (select 1 from raw.ndvi_composites c where c.area_code = i.area_code and c.year = i.year)",
-        (area_code, year)).fetchone()
-    return row[0] if row else None
-
-
 @dataclass(frozen=True)
 class LoadResult:
     """``tiles``: the area-year's rows in ``raw.ndvi_composites``; ``skipped``: they were already from the same
@@ -196,8 +167,6 @@ def load_composite_if_changed(conn: psycopg.Connection, area_code: str, year: in
     A skipped load still publishes the area's staged districts when they changed (as a load would), so a
     re-districting is never held back by an unchanged composite.
     """
-    from ingestion.load.postgis import _lock_setup, ensure_raw_schema, load_composite, publish_districts
-
     year = validate_year(year)
     version = recorded_version(cog)
     ensure_raw_schema(conn)
@@ -297,9 +266,6 @@ def area_years_needing_dbt(conn: psycopg.Connection, area_years: Iterable[tuple[
 def area_config_version(cfg: AreaConfig) -> str:
     """:func:`config_version` of the area as it is now (reads its AOI, ``aoi/aoi_boundary.gpkg``; no search,
     no pixels)."""
-    from ingestion.imagery.grid import target_geobox
-    from ingestion.pipeline import read_aoi  # the pipeline imports this module
-
     aoi, crs = read_aoi(cfg)
     return config_version(cfg, aoi, crs, target_geobox(aoi, crs, cfg.imagery.resolution))
 
@@ -310,8 +276,6 @@ def stale_area_years(areas: Iterable[AreaConfig], observed: dict[tuple[str, int]
     current config and code) give: ``(area_code, year, expected inputs version)``. ``observed`` maps
     ``(area_code, year)`` to an observed scenes version. An area-year without a composite (never
     materialised) or without an observation is not stale; it is left alone."""
-    from ingestion.pipeline import composite_path
-
     stale = []
     for cfg in areas:
         config = None

@@ -26,10 +26,10 @@ import rasterio
 import rasterio.windows
 import shapely
 
+from ingestion.load.inputs import ensure_inputs_table, record_loaded_inputs
 from ingestion.load.layout import upgrade_layout
 from ingestion.load.raster_wkb import raster_wkb
 from ingestion.load.settings import ensure_settings_tables
-from ingestion.updates import ensure_inputs_table, record_loaded_inputs
 from ingestion.years import validate_year
 
 log = logging.getLogger(__name__)
