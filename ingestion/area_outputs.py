@@ -13,10 +13,12 @@ from ingestion.config import AreaConfig
 
 
 def composite_path(cfg: AreaConfig, year: int) -> Path:
+    """The year's composite COG (EPSG of the area's working CRS, 10 m by default)."""
     return cfg.area_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
 
 
 def aoi_path(cfg: AreaConfig) -> Path:
+    """The area's AOI GeoPackage (layer ``aoi``, in the area's working CRS)."""
     return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
