@@ -16,7 +16,7 @@ DOCS_HOST ?= 127.0.0.1
 DOCS_PORT ?= 8080
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas clean browser
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas benchmark-observe clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ benchmark-composite: $(STAMP) ## composite speed and memory against the odc-stac
 
 benchmark-areas: db-start $(MANIFEST) ## a province as many areas (A) against one area (B): wall, CPU, RSS (BENCH_ARGS=)
 	$(BIN)/python benchmarks/areas.py $(BENCH_ARGS)
+
+benchmark-observe: $(STAMP) ## observing 24 areas x 2 years against compositing them (BENCH_ARGS=)
+	$(BIN)/python benchmarks/observe.py $(BENCH_ARGS)
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
 	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target test-artifacts

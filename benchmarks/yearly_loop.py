@@ -7,6 +7,13 @@ location, Dagster, dbt), the sum of the step times the command reports, and for 
 dbt's own node time (from ``run_results.json``), and how the process parsed the dbt project (once, partially or
 fully). Run:
 ``.venv/bin/python benchmarks/yearly_loop.py`` (``make benchmark-loop``).
+
+The no-op case (issue 20, ``--noop``): in ONE process (interpreter start and imports excluded), a year through
+``dagster_project.cli.run`` twice on a fresh output folder, the second with nothing changed (its composite and
+load are skipped: same inputs version), for the demo area and for an area of ``--noop-mpx`` megapixels (default
+25, the composite benchmark's size, generated once into its cache). Printed per area: both wall times, the
+ratio second/first (target <= 0.1x) and the step times of both runs. ``--noop-only`` skips the subprocess loop:
+``.venv/bin/python benchmarks/yearly_loop.py --noop-only [--noop-mpx 25]``.
 """
 
 from __future__ import annotations
@@ -53,11 +60,77 @@ def _parsed_fully(invocation: Path) -> bool:
     return "Unable to do partial parsing" in log
 
 
+def _noop_case(label: str, districts: Path, catalog: Path, out: Path, year: int) -> None:
+    """Run ``year`` twice in this process through ``cli.run`` and print both times and their ratio."""
+    import shutil
+
+    import dagster as dg
+
+    from dagster_project.cli import run
+    from ingestion.config import load_config
+    from ingestion.retire import retire_area
+
+    retire_area(f"noop-{label}", out / "data")  # a real first run: no rows (nor inputs record) of the area left
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    config_path = out / "noop.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "area": f"noop-{label}", "districts": {"path": str(districts)}, "years": [year],
+        "imagery": {"source": "local-stac", "options": {"catalog_path": str(catalog)}},
+        "output_dir": str(out / "data")}))
+    config = load_config(config_path)
+    instance = dg.DagsterInstance.ephemeral()
+    walls, lines, dbts = [], [], []
+    for attempt in ("first", "no-op"):
+        step_lines: list[str] = []
+        t0 = time.perf_counter()
+        results = run(config, years=[year], instance=instance, echo=step_lines.append)
+        walls.append(time.perf_counter() - t0)
+        if not all(r.success for r in results):
+            raise SystemExit(f"{label}: the {attempt} run failed:\n" + "\n".join(step_lines))
+        steps: dict[str, float] = {}
+        for line in step_lines:
+            if m := STEP.match(line):
+                steps[m.group(1)] = steps.get(m.group(1), 0.0) + float(m.group(2))
+        dbt = sum(v for k, v in steps.items() if k.startswith("dbt_"))
+        dbts.append(dbt)
+        lines.append(f"  {attempt:>6}: {walls[-1]:6.1f} s (dbt steps {dbt:.1f} s); "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
+    print(f"{label}: first {walls[0]:.1f} s, no-op {walls[1]:.1f} s, ratio {walls[1] / walls[0]:.3f}x "
+          f"(target <= 0.1x); without the dbt steps {(walls[1] - dbts[1]) / walls[0]:.3f}x")
+    print("\n".join(lines))
+
+
+def noop(args: argparse.Namespace, env: dict) -> None:
+    """The no-op case for the demo area and a ``--noop-mpx`` area (same process, see the module doc)."""
+    import importlib.util
+
+    if env.get("DATABASE_URL"):  # the test database, as the subprocess loop uses
+        os.environ["DATABASE_URL"] = env["DATABASE_URL"]
+    sample = args.cache / "sample"
+    print(f"no-op re-run of {args.year} in one process (cli.run twice; the second with nothing changed)")
+    _noop_case("demo", sample / "districts.gpkg", sample / "catalog" / "catalog.json", args.cache / "noop-demo",
+               args.year)
+    if args.noop_mpx:
+        spec = importlib.util.spec_from_file_location("composite_benchmark", ROOT / "benchmarks" / "composite.py")
+        composite = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(composite)
+        area = composite.generate_catalog(args.composite_cache, args.noop_mpx)
+        _noop_case(f"{args.noop_mpx}mpx", area / "districts_in.gpkg", area / "catalog" / "catalog.json",
+                   args.cache / f"noop-{args.noop_mpx}mpx", composite.YEAR)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--year", type=int, default=2024)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmark-loop")
+    parser.add_argument("--noop", action="store_true", help="also the no-op re-run case (issue 20)")
+    parser.add_argument("--noop-only", action="store_true", help="only the no-op re-run case")
+    parser.add_argument("--noop-mpx", type=int, default=25, help="size of the large no-op area, Mpx (0: none)")
+    parser.add_argument("--composite-cache", type=Path, default=ROOT / "data" / "benchmarks" / "composite",
+                        help="where benchmarks/composite.py keeps (or generates) its sample areas")
     args = parser.parse_args()
 
     sample = args.cache / "sample"
@@ -72,6 +145,10 @@ def main() -> int:
     if uses_embedded():
         env["DATABASE_URL"] = embedded_dsn("ndvi_test")
     (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
+    if args.noop or args.noop_only:
+        noop(args, env)
+        if args.noop_only:
+            return 0
     command = [str(Path(sys.executable).with_name("ndvi-pipeline")), "run", "--config", str(config),
                "--year", str(args.year)]
     subprocess.run(command, env=env, check=True, capture_output=True)  # warm-up: tables, inputs, caches

@@ -22,7 +22,9 @@ from dagster._core.utils import make_new_run_id
 
 from dagster_project.definitions import build_definitions
 from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
+from dagster_project.observe_cli import observe_command
 from dagster_project.partitions import Batch, area_batches, area_year_boxes, label, parse_key, split_key
+from dagster_project.refresh import FORCE_TAG
 from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.areas import load_config_reading_areas
@@ -36,7 +38,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: Metadata shown on a step's progress line, in this order, with a label.
 FIGURES = (("scenes_used", "scenes kept"), ("scenes_dropped", "dropped"),
            ("offsets_contradicted", "offset metadata contradicted by pixels"), ("valid_fraction", "valid"),
-           ("dagster/row_count", "rows"), ("districts", "districts"))
+           ("dagster/row_count", "rows"), ("districts", "districts"), ("skipped", "skipped"))
 
 
 class Interrupted(Exception):
@@ -109,7 +111,8 @@ def _failed_partitions(result: dg.ExecuteInProcessResult) -> set[str] | None:
 
 def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Iterable[int] | None = None,
         instance: dg.DagsterInstance | None = None, verbose: bool = False, inputs: bool = True,
-        latest: bool = True, echo: Callable[[str], None] | None = None) -> list[dg.ExecuteInProcessResult]:
+        latest: bool = True, echo: Callable[[str], None] | None = None,
+        force: bool = False) -> list[dg.ExecuteInProcessResult]:
     """``area_inputs`` for the areas (unless not ``inputs``), then ``yearly_ndvi`` for their years, then
     ``latest_ndvi`` for the areas with a new year (unless not ``latest``), each job as few runs as possible:
     one run per batch of partitions (:mod:`dagster_project.partitions`; usually one), so a province pays a
@@ -119,7 +122,8 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
     ``years=[]`` runs none). A failing area or year does not stop the others: the rest of its batch goes on in
     a follow-up run from the step that failed, and the latest layer is refreshed from what succeeded. Returns
     every run's result. ``echo`` (default: print to this moment's stdout, flushed) receives the lines; raises
-    :class:`Interrupted` after a run stopped by SIGINT or SIGTERM.
+    :class:`Interrupted` after a run stopped by SIGINT or SIGTERM. An area-year whose inputs did not change is
+    skipped (composite, load, dbt: :mod:`ingestion.updates`); ``force`` (run tag ``FORCE_TAG``) redoes it.
     """
     if echo is None:
         stdout = sys.stdout  # not the capture that hides dbt's own output while a run executes
@@ -142,7 +146,7 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
                 contextlib.redirect_stdout(sys.stdout if verbose else captured):
             result = jobs[job].execute_in_process(
                 instance=instance, run_config=run_config, raise_on_error=False, run_id=run_id,
-                tags={**owner_tags(), **batch.tags},
+                tags={**owner_tags(), **batch.tags, **({FORCE_TAG: "true"} if force else {})},
                 asset_selection=[dg.AssetKey(name) for name in selection] if selection else None)
         results.append(result)
         for line in _step_lines(job, batch, result):
@@ -256,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
     run_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    run_parser.add_argument("--force", action="store_true",
+                            help="recompute and reload composites even when their inputs did not change")
+    observe_parser = sub.add_parser("observe", help="observe the scenes of areas and years (no pixels): one line "
+                                                    "per area-year with its scenes version and whether it changed")
+    observe_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
+    observe_parser.add_argument("--area", action="append", help="an area code (repeatable; default every area)")
+    observe_parser.add_argument("--year", action="append", type=int, help="a year (repeatable; default the area's)")
     areas_parser = sub.add_parser("areas", help="read the areas of a districts file split by districts.area_column "
                                                 "(the Dagster code location uses what this records)")
     areas_parser.add_argument("--config", help="config file (default $NDVI_CONFIG, else the demo config)")
@@ -274,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # a bad config, an unreadable districts file or a missing area column: one line, no traceback
         config = load_config_reading_areas(args.config)
-        for code in (args.area or []) if args.command == "run" else []:
+        for code in (args.area or []) if args.command in ("run", "observe") else []:
             config.area(code)
     except (ConfigError, VectorInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -284,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "retire":
         return retire(config, args.area, args.output_dir)
+    if args.command == "observe":
+        return observe_command(config, args.area, args.year)
     try:
-        results = run(config, args.area, args.year, verbose=verbose)
+        results = run(config, args.area, args.year, verbose=verbose, force=args.force)
     except Interrupted:
         return 130
     return 0 if results and all(r.success for r in results) else 1

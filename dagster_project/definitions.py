@@ -12,8 +12,10 @@ import dagster as dg
 from dagster_project.assets.dbt import INPUT_MODELS, LATEST_MODELS, build_dbt_assets
 from dagster_project.assets.exports import build_export_assets
 from dagster_project.assets.imagery import build_imagery_assets
+from dagster_project.assets.scenes import build_scene_assets
 from dagster_project.assets.vector import build_input_assets
 from dagster_project.dbt_core import DbtCoreResource
+from dagster_project.refresh import build_observe_job, build_observe_schedule, build_refresh_sensor
 from dagster_project.resources import DBT_PROJECT_DIR, PostGISResource
 from ingestion.config import PipelineConfig, load_config
 
@@ -33,9 +35,11 @@ def _selection(names: tuple[str, ...]) -> dg.AssetSelection:
 def build_definitions(config: PipelineConfig) -> dg.Definitions:
     """Assets partitioned by area (inputs, latest) and area × year (imagery, yearly stats and exports), the
     three jobs that run them in one process each, and the sensor that refreshes an area's latest layer after
-    any of its years."""
+    any of its years; plus (issue 20) the observed scenes, their job, daily schedule and refresh sensor
+    (both stopped by default)."""
     assets = [*build_input_assets(config), *build_imagery_assets(config), *build_dbt_assets(config),
-              *build_export_assets(config)]
+              *build_export_assets(config), *build_scene_assets(config)]
+    observe_job = build_observe_job()
     jobs = [
         dg.define_asset_job(
             "area_inputs", selection=_selection(AREA_INPUTS), executor_def=dg.in_process_executor,
@@ -52,6 +56,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             description="Per area: latest layer, change since the previous year and against the baseline year, "
                         "trends, GeoJSON, breaks and map. Runs "
                         "by itself after any year of the area (sensor latest_after_any_year)."),
+        observe_job,
     ]
     sensor = dg.AutomationConditionSensorDefinition(
         "latest_after_any_year", target=_selection(LATEST), default_status=dg.DefaultSensorStatus.RUNNING,
@@ -61,8 +66,9 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     dbt = DbtCoreResource(project_dir=str(DBT_PROJECT_DIR), postgis=postgis)
     # every run in one process, also the runs of backfills and of the automation (Dagster's implicit asset
     # job): a run's owner (run_health) is that process, and dbt's parse is shared by its steps
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor], resources={"postgis": postgis, "dbt": dbt},
-                          executor=dg.in_process_executor)
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=[sensor, build_refresh_sensor(config)],
+                          schedules=[build_observe_schedule(observe_job)],
+                          resources={"postgis": postgis, "dbt": dbt}, executor=dg.in_process_executor)
 
 
 @dg.definitions

@@ -15,8 +15,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import psycopg
-from shapely.geometry.base import BaseGeometry
 
+from ingestion.area_outputs import aoi_path, composite_path, read_aoi  # noqa: F401  (pipeline.* for callers)
 from ingestion.atomic import published
 from ingestion.config import AreaConfig
 from ingestion.export.breaks import classify, write_breaks
@@ -38,8 +38,10 @@ from ingestion.imagery.gdal_env import gdal_options
 from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.offset_check import check_offsets
 from ingestion.imagery.scheduler import scheduler_address
+from ingestion.observe import scenes_version
 from ingestion.scenes import drop_unreadable, select_scenes
 from ingestion.sources.base import SceneSelection
+from ingestion.updates import config_version, discard_sidecar, inputs_version, unchanged_composite, write_sidecar
 from ingestion.vector import read_boundary, read_districts
 from ingestion.years import validate_year
 
@@ -50,16 +52,8 @@ class NoScenesError(RuntimeError):
     """No usable scene for a year after filtering; the message gives the counts and reasons."""
 
 
-def composite_path(cfg: AreaConfig, year: int) -> Path:
-    return cfg.area_dir / str(year) / "composite" / f"ndvi_composite_{year}.tif"
-
-
 def yearly_geojson_path(cfg: AreaConfig, year: int) -> Path:
     return cfg.area_dir / str(year) / "stats" / f"zonal_stats_{year}.geojson"
-
-
-def aoi_path(cfg: AreaConfig) -> Path:
-    return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
 def prepare_districts(cfg: AreaConfig) -> gpd.GeoDataFrame:
@@ -85,31 +79,34 @@ def build_aoi(cfg: AreaConfig, districts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return aoi
 
 
-def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
-    """The stored AOI geometry and its CRS (materialise ``aoi_boundary`` first)."""
-    path = aoi_path(cfg)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first")
-    aoi = gpd.read_file(path)
-    return aoi.union_all(), aoi.crs.to_string()
-
-
 @dataclass
 class YearComposite:
     year: int
     path: Path
     composite: CompositeSummary
     selection: SceneSelection
+    inputs_version: str | None = None  # ingestion.updates: scenes, pixel config, code version
+    skipped: bool = False  # the COG was already made from these inputs: nothing was recomputed
 
 
-def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
+def composite_year(cfg: AreaConfig, year: int, force: bool = False) -> YearComposite:
     """Select scenes for ``year``, decide each one's offset from its pixels (dropping items with an unreadable
     asset), composite them on the area grid block by block and stream the COG (published atomically); runs on
-    ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set."""
+    ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set.
+
+    When the COG's sidecar records the same inputs version (:mod:`ingestion.updates`), nothing is read or
+    written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     selection = select_scenes(cfg, year, aoi, crs)
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
+    scenes = scenes_version(selection)
+    version = inputs_version(scenes, config_version(cfg, aoi, crs, geobox))
+    path = composite_path(cfg, year)
+    if not force and (unchanged := unchanged_composite(path, version, selection, geobox)) is not None:
+        log.info("composite for %d unchanged (inputs %s): skipped, %s kept as it is", year, version, path)
+        return YearComposite(year, path, unchanged[0], unchanged[1], version, skipped=True)
+    discard_sidecar(path)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
                             gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)
     selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
@@ -117,13 +114,13 @@ def composite_year(cfg: AreaConfig, year: int) -> YearComposite:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "
                             f"(cloud limit {cfg.imagery.cloud_cover_max}%, months {cfg.imagery.months})")
-    path = composite_path(cfg, year)
     composite = stream_composite(selection.items, geobox, path, cfg.imagery.masked_scl_classes,
                                  chunk=cfg.compute.chunk_size, scheduler=scheduler_address(cfg.compute.dask_scheduler),
                                  gdal=cfg.compute.gdal_options, offsets=offsets.decisions,
                                  io_concurrency=cfg.compute.io_concurrency)
+    write_sidecar(path, version, scenes, composite, selection)
     log.info("composite for %d written to %s", year, path)
-    return YearComposite(year, path, composite, selection)
+    return YearComposite(year, path, composite, selection, version)
 
 
 def export_year(conn: psycopg.Connection, cfg: AreaConfig, year: int) -> Path:

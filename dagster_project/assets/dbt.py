@@ -15,10 +15,19 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_
 
 from dagster_project.dbt_core import DbtCoreResource
 from dagster_project.dbt_manifest import prepare_manifest
-from dagster_project.partitions import AREA, BATCH_POLICY, area_partitions, area_year_partitions, split_key
+from dagster_project.partitions import (
+    AREA,
+    BATCH_POLICY,
+    area_partitions,
+    area_year_partitions,
+    batch_label,
+    split_key,
+)
+from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource, dbt_project
 from ingestion.config import PipelineConfig
 from ingestion.load.settings import write_area_settings
+from ingestion.updates import area_years_needing_dbt
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly ndvi_stats_yearly_distribution"
 AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines ndvi_stats_newest_valid_year "
@@ -106,7 +115,16 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
                 name="dbt_yearly_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
-        yield from _run_dbt(context, dbt, postgis, config)
+        _write_settings(context, config, postgis)
+        if not forced(context):
+            with postgis.connect() as conn:
+                stale = area_years_needing_dbt(conn, [split_key(key) for key in context.partition_keys])
+            if not stale:
+                # nothing loaded, re-districted or re-thresholded since the models were built: no dbt build and
+                # no materialisation (the models' outputs are optional; the year's export follows them)
+                context.log.info(f"{batch_label(context)}: inputs unchanged since the last build, dbt skipped")
+                return
+        yield from dbt.build(context, exclude=("test_type:unit",))
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from dagster_project.assets.scenes import SCENES_KEY
 from dagster_project.partitions import (
     BATCH_POLICY,
     PartitionFailure,
@@ -20,13 +21,15 @@ from dagster_project.partitions import (
     label,
     materialised,
 )
+from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import AreaConfig, PipelineConfig
 from ingestion.export.preview import composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
 from ingestion.imagery.scheduler import scheduler_address
-from ingestion.load.postgis import load_composite, published_districts_version
+from ingestion.load.postgis import published_districts_version
+from ingestion.updates import load_composite_if_changed
 
 MIN_VALID_FRACTION = 0.5
 
@@ -79,6 +82,8 @@ def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearCompos
     comp = result.composite
     png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
     return {
+        "skipped": result.skipped,  # inputs unchanged: the COG was left as it was (issue 20)
+        "inputs_version": result.inputs_version or "",
         "path": dg.MetadataValue.path(str(result.path)),
         "scenes_used": len(result.selection.items),
         "scenes_dropped": len(result.selection.dropped),
@@ -119,7 +124,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     partitions = area_year_partitions(config)
 
     @dg.asset(
-        group_name="imagery", partitions_def=partitions, deps=[dg.AssetKey("aoi_boundary")],
+        group_name="imagery", partitions_def=partitions,
+        deps=[dg.AssetKey("aoi_boundary"), SCENES_KEY],  # stale when its observed scenes change (issue 20)
         kinds={"python", "stac"}, pool="composite", backfill_policy=BATCH_POLICY,
         description="Median NDVI composite of one year's clear Sentinel-2 observations over the area (COG, "
                     "band 2 = clear days).",
@@ -143,14 +149,18 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
             if len(runnable) > 1:
                 context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year}")
             with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
-                result = pipeline.composite_year(area, year)
+                result = pipeline.composite_year(area, year, force=forced(context))
                 metadata[key] = _composite_metadata(area, year, result)
                 context.add_asset_metadata(metadata[key], partition_key=key)
                 done.append((key, result))
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("ndvi_composite", failed, len(done))
-        yield dg.MaterializeResult(check_results=list(_check_results(done)))
+        # a run of one area-year records its inputs version as the data version (equal inputs, equal version);
+        # Dagster takes one data version per step, so a batch records the default (code and inputs)
+        version = done[0][1].inputs_version if len(done) == 1 else None
+        yield dg.MaterializeResult(check_results=list(_check_results(done)),
+                                   data_version=dg.DataVersion(version) if version else None)
 
     @dg.asset(group_name="imagery", partitions_def=partitions, deps=[ndvi_composite], kinds={"postgres"},
               backfill_policy=BATCH_POLICY,
@@ -166,9 +176,10 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                     if not path.exists():
                         raise dg.Failure(description=f"{path} is missing: materialise ndvi_composite for "
                                                      f"{area.code} {year}")
-                    tiles = load_composite(conn, area.code, year, path)
-                    metadata[key] = {"dagster/row_count": tiles, "table": "raw.ndvi_composites",
-                                     "districts_version": published_districts_version(conn, area.code)}
+                    loaded = load_composite_if_changed(conn, area.code, year, path, force=forced(context))
+                    metadata[key] = {"dagster/row_count": loaded.tiles, "table": "raw.ndvi_composites",
+                                     "districts_version": published_districts_version(conn, area.code),
+                                     "skipped": loaded.skipped}
                     context.add_asset_metadata(metadata[key], partition_key=key)
         if failed:
             yield from materialised(context, metadata)

@@ -26,6 +26,7 @@ import rasterio
 import rasterio.windows
 import shapely
 
+from ingestion.load.inputs import ensure_inputs_table, record_loaded_inputs
 from ingestion.load.layout import upgrade_layout
 from ingestion.load.raster_wkb import raster_wkb
 from ingestion.load.settings import ensure_settings_tables
@@ -80,6 +81,7 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                 )""")
         # the statistics settings tables (dbt sources) exist from the first load on, even before any is written
         ensure_settings_tables(conn)
+        ensure_inputs_table(conn)  # issue 20: the inputs version of each loaded area-year
 
 
 def districts_version(districts: gpd.GeoDataFrame) -> str:
@@ -145,12 +147,13 @@ def publish_districts(conn: psycopg.Connection, area_code: str) -> bool:
 
 
 def load_composite(conn: psycopg.Connection, area_code: str, year: int, cog_path: Path,
-                   tile: int = DEFAULT_LOAD_TILE, publish: bool = True) -> int:
+                   tile: int = DEFAULT_LOAD_TILE, publish: bool = True, inputs_version: str | None = None) -> int:
     """Replace the area's ``year`` in ``raw.ndvi_composites`` with the COG's tiles, in one transaction.
 
     With ``publish``, the area's staged districts are published in the same transaction (see the module
     doc). A failure (bad file, killed process, lost connection) rolls back: the previous rows of that year,
     all other years and areas, and the published districts stay. Returns the number of tiles written.
+    ``inputs_version`` (the composite's, :mod:`ingestion.updates`) is recorded with the rows.
     """
     year = validate_year(year)
     ensure_raw_schema(conn)
@@ -173,6 +176,7 @@ def load_composite(conn: psycopg.Connection, area_code: str, year: int, cog_path
                         wkb = raster_wkb(list(data), nodata, (ulx, uly, xres, yres), srid)
                         rid += 1
                         copy.write_row((area_code, year, rid, wkb.hex()))
+            record_loaded_inputs(conn, area_code, year, inputs_version)
             if publish:  # last, so the lock that serialises district changes is held only briefly
                 _lock_setup(conn)
                 publish_districts(conn, area_code)

@@ -13,7 +13,8 @@ import datetime as dt
 import enum
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -170,9 +171,37 @@ class ImagerySource(abc.ABC):
         """Candidate items for ``query`` and the items that could not be read (the server may ignore some
         filters: :meth:`select` re-applies them). Raise for a failed search (network, server)."""
 
+    def find_items_many(self, queries: Sequence[SceneQuery], max_workers: int = 8
+                        ) -> list[SearchResult | Exception]:
+        """:meth:`find_items` for each of ``queries`` (in order), at most ``max_workers`` at once in threads; a
+        failed search gives its exception in its place instead of stopping the others.
+
+        A plugin whose searches share work (``local-stac`` walks its catalog once for all of them) overrides
+        this; the instance still keeps no state between calls: what is shared lives in this call only.
+        """
+        def one(query: SceneQuery) -> SearchResult | Exception:
+            try:
+                return self.find_items(query)
+            except Exception as exc:  # one area-year's failed search must not hide the others'
+                return exc
+
+        if len(queries) <= 1 or max_workers <= 1:
+            return [one(q) for q in queries]
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(queries)),
+                                thread_name_prefix=f"{self.name}-search") as pool:
+            return list(pool.map(one, queries))
+
+    def select_many(self, queries: Sequence[SceneQuery], max_workers: int = 8) -> list[SceneSelection | Exception]:
+        """:meth:`select` for each of ``queries`` through :meth:`find_items_many` (same rules, same result as
+        one :meth:`select` per query); a failed search gives its exception in its place."""
+        return [found if isinstance(found, Exception) else self._selection(found, query)
+                for found, query in zip(self.find_items_many(queries, max_workers), queries, strict=True)]
+
     def select(self, query: SceneQuery) -> SceneSelection:
         """Find items and apply the selection rules, logging each decision."""
-        found = self.find_items(query)
+        return self._selection(self.find_items(query), query)
+
+    def _selection(self, found: SearchResult, query: SceneQuery) -> SceneSelection:
         if not isinstance(found, SearchResult):
             raise TypeError(f"{type(self).__name__}.find_items must return a SearchResult, "
                             f"got {type(found).__name__}")

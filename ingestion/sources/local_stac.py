@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pystac
@@ -59,17 +59,34 @@ class LocalStacSource(ImagerySource):
             elif isinstance(obj, pystac.Catalog):
                 yield from self._walk(obj, failures)
 
-    def find_items(self, query: SceneQuery) -> SearchResult:
+    def _all_items(self) -> tuple[list[pystac.Item], list[SceneDecision]]:
+        """One walk of the catalog: every item of the collection (asset hrefs absolute) and the failures."""
         items, failures = [], []
         for item in self._walk(self._open_root(), failures):
             if self.collection and item.collection_id not in (None, self.collection):
                 continue
-            day = acquired(item)
-            if day is not None and not query.start <= day <= query.end:
-                continue  # as a STAC API's datetime filter would
             item.make_asset_hrefs_absolute()
             items.append(item)
-        return SearchResult(tuple(items), tuple(failures))
+        return items, failures
+
+    @staticmethod
+    def _in_window(items: list[pystac.Item], failures: list[SceneDecision], query: SceneQuery) -> SearchResult:
+        """The items acquired in the query's window, as a STAC API's datetime filter would return them."""
+        return SearchResult(tuple(i for i in items if (day := acquired(i)) is None or query.start <= day <= query.end),
+                            tuple(failures))
+
+    def find_items(self, query: SceneQuery) -> SearchResult:
+        return self._in_window(*self._all_items(), query)
+
+    def find_items_many(self, queries: Sequence[SceneQuery], max_workers: int = 8
+                        ) -> list[SearchResult | Exception]:
+        """One walk of the catalog for all ``queries`` (an observation of many area-years reads each item's
+        JSON once, not once per area-year); a catalog that cannot be opened fails every query alike."""
+        try:
+            items, failures = self._all_items()
+        except Exception as exc:
+            return [exc for _ in queries]
+        return [self._in_window(items, failures, q) for q in queries]
 
 
 def _reason(exc: Exception) -> str:
