@@ -20,14 +20,11 @@ from dagster_project.partitions import (
     BATCH_POLICY,
     area_partitions,
     area_year_partitions,
-    batch_label,
     split_key,
 )
-from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource, dbt_project
 from ingestion.config import PipelineConfig
 from ingestion.load.settings import write_area_settings
-from ingestion.updates import area_years_needing_dbt
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly ndvi_stats_yearly_distribution"
 AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines ndvi_stats_newest_valid_year "
@@ -48,12 +45,8 @@ YEARLY_PARENTS = ("ndvi_stats_yearly", "ndvi_stats_yearly_distribution")
 #: and a missing latest layer alone (a new deployment with no year yet) requests nothing. The area's inputs
 #: (the input views are parents of some latest models) are ignored: refreshing them requests nothing, so an
 #: area whose inputs were just built, with no year yet, gets no latest run (it would fail on missing tables).
-#: Nor is anything requested while one of its per-area parents is missing and not requested in the same
-#: tick (``latest_exports`` reading a view that was never built): the years themselves are exempt, any one
-#: year is enough.
 AFTER_ANY_YEAR = (
     dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets(*INPUT_MODELS)).since_last_handled()
-    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(*YEARLY_PARENTS))
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after any year of the area")
@@ -116,14 +109,6 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 name="dbt_yearly_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
         _write_settings(context, config, postgis)
-        if not forced(context):
-            with postgis.connect() as conn:
-                stale = area_years_needing_dbt(conn, [split_key(key) for key in context.partition_keys])
-            if not stale:
-                # nothing loaded, re-districted or re-thresholded since the models were built: no dbt build and
-                # no materialisation (the models' outputs are optional; the year's export follows them)
-                context.log.info(f"{batch_label(context)}: inputs unchanged since the last build, dbt skipped")
-                return
         yield from dbt.build(context, exclude=("test_type:unit",))
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
