@@ -64,7 +64,8 @@ class StepLine:
 
 def _step_lines(job: str, batch: Batch, result: dg.ExecuteInProcessResult) -> list[StepLine]:
     """One line per step; its figures are those of the batch's partitions (a dbt step also records the other
-    partitions its build rewrote: they are not this run's), counts summed over them, fractions their minimum."""
+    partitions its build rewrote: they are not this run's), counts summed over them, fractions their minimum,
+    flags (``skipped``) true only when true for all."""
     keys = set(batch.keys)
     lines: dict[str, StepLine] = {}
     for event in result.all_events:
@@ -81,7 +82,9 @@ def _step_lines(job: str, batch: Batch, result: dg.ExecuteInProcessResult) -> li
             for name, value in materialization.metadata.items():
                 if name in dict(FIGURES):
                     figure, before = value.value, line.figures.get(name)
-                    if before is not None:
+                    if before is not None and isinstance(figure, bool):  # skipped: all of them
+                        figure = before and figure
+                    elif before is not None:
                         figure = min(before, figure) if isinstance(figure, float) else before + figure
                     line.figures[name] = figure
     return list(lines.values())

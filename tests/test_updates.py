@@ -71,8 +71,15 @@ def test_unchanged_inputs_skip_force_redoes_and_a_new_scene_recomputes_only_its_
     assert sidecar_path(path).exists()
 
 
-def test_a_second_headless_run_skips_and_the_dbt_step_can_tell(db, areas):
+def _skipped(materialisations: dict[str, dg.MetadataValue], asset: str) -> bool:
+    value = materialisations[asset].get("skipped")
+    return bool(value and value.value)
+
+
+def test_a_second_headless_run_skips_every_step_and_restores_a_deleted_file(db, areas):
     instance = dg.DagsterInstance.ephemeral()
+    dbt_models = ("stg_districts", "ndvi_stats_yearly", "ndvi_stats_yearly_distribution", "ndvi_stats_latest",
+                  "ndvi_trend")
 
     def materialise(force: bool = False) -> dict[str, dg.MetadataValue]:
         results = run(areas, areas=["east"], years=[2024], instance=instance, echo=lambda line: None, force=force)
@@ -83,20 +90,36 @@ def test_a_second_headless_run_skips_and_the_dbt_step_can_tell(db, areas):
 
     first = materialise()
     assert first["ndvi_composite"]["skipped"].value is False
+    assert not any(_skipped(first, model) for model in dbt_models)
     assert area_years_needing_dbt(db, [("east", 2024), ("west", 2024)]) == []
     mtime, loaded = composite_path(areas.area("east"), 2024).stat().st_mtime_ns, _loaded_at(db)
+    latest = _latest_updated_at(db)
+    yearly_geojson = areas.area("east").area_dir / "2024" / "stats" / "zonal_stats_2024.geojson"
+    yearly_geojson.unlink()
 
     second = materialise()
     assert second["ndvi_composite"]["skipped"].value is True and second["raw_ndvi_composites"]["skipped"].value
+    assert all(_skipped(second, model) for model in dbt_models)
     assert second["ndvi_composite"]["valid_fraction"] == first["ndvi_composite"]["valid_fraction"]
     assert composite_path(areas.area("east"), 2024).stat().st_mtime_ns == mtime and _loaded_at(db) == loaded
+    assert yearly_geojson.exists() and "yearly_exports" in second and "latest_exports" in second
+    assert _latest_updated_at(db) == latest
 
-    # a reload that dbt has not built yet is what the dbt step must not skip
+    # a reload that dbt has not built yet is what the dbt steps must not skip
     load_composite_if_changed(db, "east", 2024, composite_path(areas.area("east"), 2024), force=True)
     assert area_years_needing_dbt(db, [("east", 2024)]) == [("east", 2024)]
+    third = materialise()
+    assert third["raw_ndvi_composites"]["skipped"].value is True
+    assert not _skipped(third, "ndvi_stats_yearly") and not _skipped(third, "ndvi_stats_latest")
+    assert area_years_needing_dbt(db, [("east", 2024)]) == []
 
     forced = materialise(force=True)
     assert forced["ndvi_composite"]["skipped"].value is False
     assert forced["raw_ndvi_composites"]["skipped"].value is False
+    assert not any(_skipped(forced, model) for model in dbt_models)
     assert composite_path(areas.area("east"), 2024).stat().st_mtime_ns != mtime
     assert area_years_needing_dbt(db, [("east", 2024)]) == []
+
+
+def _latest_updated_at(db) -> list[tuple]:
+    return db.execute("select district_code, updated_at from analytics.ndvi_stats_latest order by 1").fetchall()

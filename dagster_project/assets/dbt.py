@@ -8,6 +8,7 @@ and one ``dbt build`` serves a whole batch of partitions (a key range, :mod:`dag
 
 
 from collections.abc import Iterator, Mapping
+from graphlib import TopologicalSorter
 from typing import Any
 
 import dagster as dg
@@ -20,11 +21,15 @@ from dagster_project.partitions import (
     BATCH_POLICY,
     area_partitions,
     area_year_partitions,
+    batch_label,
     split_key,
 )
+from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource, dbt_project
+from ingestion import area_builds
 from ingestion.config import PipelineConfig
 from ingestion.load.settings import write_area_settings
+from ingestion.updates import area_years_needing_dbt
 
 YEARLY_MODELS = "stg_ndvi_tiles district_tile_masks ndvi_stats_yearly ndvi_stats_yearly_distribution"
 AREA_MODELS = ("stg_districts stg_green_share_thresholds stg_change_baselines ndvi_stats_newest_valid_year "
@@ -78,25 +83,65 @@ class NdviDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = NdviDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+def _areas(context: dg.AssetExecutionContext) -> list[str]:
+    """The areas of the step's partitions, in order (none when the step is not partitioned)."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return []
+    return list(dict.fromkeys(split_key(key)[0] for key in context.partition_keys))
+
+
 def _write_settings(context: dg.AssetExecutionContext, config: PipelineConfig, postgis: PostGISResource) -> None:
     """The partition's area statistics settings (green-share thresholds, baseline year) into raw.*, where the
     models read them: a config change applies at the next dbt step of the area, with no dbt var (no re-parse)."""
-    if not (context.has_partition_key or context.has_partition_key_range):
-        return
-    codes = dict.fromkeys(split_key(key)[0] for key in context.partition_keys)
     with postgis.connect() as conn:
-        for code in codes:
+        for code in _areas(context):
             if write_area_settings(conn, config.area(code)):
                 context.log.info(f"{code}: statistics settings written (green-share thresholds, baseline year)")
 
 
-def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
-             config: PipelineConfig) -> Iterator[Any]:
-    """``dbt build`` of the selected models and their tests, one run at a time across processes (the build
-    holds the dbt lock until dbt has ended)."""
+def _skipped(context: dg.AssetExecutionContext, reason: str) -> Iterator[dg.MaterializeResult]:
+    """No dbt build: each selected model records a materialisation that says nothing changed (``skipped``), so
+    that the step's downstream exports still run (and restore a deleted file)."""
+    context.log.info(f"{batch_label(context)}: {reason}; dbt skipped")
+    selected = context.selected_asset_keys
+    graph = {key: context.assets_def.asset_deps.get(key, set()) & selected for key in selected}
+    for key in TopologicalSorter(graph).static_order():  # a multi-asset yields parents first
+        yield dg.MaterializeResult(asset_key=key, metadata={"skipped": True, "reason": reason})
+
+
+def _build_yearly(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
+                  config: PipelineConfig) -> Iterator[Any]:
+    """``dbt build`` of the yearly models, unless no area-year of the batch was loaded, re-districted or
+    re-thresholded since they were built (:func:`ingestion.updates.area_years_needing_dbt`) and the run is not
+    forced: the incremental models would find nothing to do."""
     _write_settings(context, config, postgis)
+    if not forced(context):
+        with postgis.connect() as conn:
+            stale = area_years_needing_dbt(conn, [split_key(key) for key in context.partition_keys])
+        if not stale:
+            yield from _skipped(context, "no area-year loaded or re-districted since the models were built")
+            return
+    yield from dbt.build(context, exclude=("test_type:unit",))
+
+
+def _build_area(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource,
+                config: PipelineConfig) -> Iterator[Any]:
+    """``dbt build`` of the selected per-area models, unless every area of the batch has them built from the
+    same years, districts, settings and model code (:mod:`ingestion.area_builds`) and the run is not forced.
+    A successful build is recorded for the batch's areas."""
+    _write_settings(context, config, postgis)
+    areas = _areas(context)
+    code = {key.path[-1]: context.assets_def.code_versions_by_key.get(key) for key in context.selected_asset_keys}
+    with postgis.connect() as conn:
+        needing, stamps = area_builds.needing_build(conn, areas, code)
+    if areas and not needing and not forced(context):
+        yield from _skipped(context, "years, districts, settings and model code unchanged since the last build")
+        return
     # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
     yield from dbt.build(context, exclude=("test_type:unit",))
+    if areas:
+        with postgis.connect() as conn:
+            area_builds.record_build(conn, areas, stamps, code)
 
 
 def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
@@ -108,13 +153,12 @@ def build_dbt_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_year_partitions(config),
                 name="dbt_yearly_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_yearly_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
-        _write_settings(context, config, postgis)
-        yield from dbt.build(context, exclude=("test_type:unit",))
+        yield from _build_yearly(context, dbt, postgis, config)
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select=AREA_MODELS,
                 dagster_dbt_translator=TRANSLATOR, partitions_def=area_partitions(config),
                 name="dbt_area_models", pool="dbt", backfill_policy=BATCH_POLICY)
     def dbt_area_models(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis: PostGISResource):
-        yield from _run_dbt(context, dbt, postgis, config)
+        yield from _build_area(context, dbt, postgis, config)
 
     return [dbt_yearly_models, dbt_area_models]
