@@ -107,6 +107,12 @@ def _relation_kinds(conn: psycopg.Connection, models: Iterable[str]) -> dict[str
         " where n.nspname = %s and c.relname = any(%s)", (SCHEMA, sorted(models))).fetchall())
 
 
+def _reads_stamps(kinds: Mapping[str, str], models: Iterable[str]) -> bool:
+    """Whether a stamp matters for ``models``: one of them is a table, or missing (its kind unknown until it is
+    built). Only views: no stamp is read, so a step of input views never touches the statistics tables."""
+    return any(kinds.get(model, "") != "v" for model in models)
+
+
 def needing_build(conn: psycopg.Connection, areas: Iterable[str], code_versions: Mapping[str, str | None]
                   ) -> tuple[list[str], dict[str, str] | None]:
     """(the areas among ``areas`` for which the models ``code_versions`` (model name -> its code version) would
@@ -115,8 +121,8 @@ def needing_build(conn: psycopg.Connection, areas: Iterable[str], code_versions:
     computes on read) from another stamp, or was never recorded. Take the stamps *before* the build: anything
     loaded meanwhile makes the next run build again. Reads only."""
     codes = sorted(set(areas))
-    stamps = area_stamps(conn, codes)
     kinds = _relation_kinds(conn, code_versions)
+    stamps = area_stamps(conn, codes) if _reads_stamps(kinds, code_versions) else None
     recorded: dict[tuple[str, str], tuple[str, str]] = {}
     if not _missing(conn, ["raw.dbt_area_builds"]):
         recorded = {(a, m): (c, s) for a, m, c, s in conn.execute(
@@ -137,7 +143,8 @@ def record_build(conn: psycopg.Connection, areas: Iterable[str], stamps: Mapping
     """After a successful build of the models ``code_versions`` for ``areas``: record it, with the ``stamps``
     taken before the build (None: a table they read did not exist then, so they are taken now; if one still
     does not, only the views' records will count). ``conn`` in autocommit."""
-    stamps = stamps if stamps is not None else area_stamps(conn, areas)
+    if stamps is None and _reads_stamps(_relation_kinds(conn, code_versions), code_versions):
+        stamps = area_stamps(conn, areas)
     with conn.transaction():
         ensure_builds_table(conn)
         for area in sorted(set(areas)):

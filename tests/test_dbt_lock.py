@@ -35,7 +35,8 @@ def test_manual_dbt_build_racing_a_dagster_dbt_step_refuses_or_waits_for_it(samp
     with psycopg.connect(database_url, autocommit=True) as watcher, psycopg.connect(database_url) as blocker:
         # the Dagster dbt step takes the lock, then waits for this table: it holds the lock for as long as we like
         blocker.execute("lock table analytics.ndvi_stats_yearly in access exclusive mode")
-        pipeline = PipelineProcess(["run", "--config", str(config), "--year", "2024"], env)
+        # forced: nothing changed since the first run, so an unforced run would skip the dbt steps (issue 20)
+        pipeline = PipelineProcess(["run", "--config", str(config), "--year", "2024", "--force"], env)
 
         def yearly_step_holds_the_lock() -> str | None:
             holder = lock_holder(watcher)  # the area_inputs step holds it briefly before
