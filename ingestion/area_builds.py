@@ -138,6 +138,15 @@ def needing_build(conn: psycopg.Connection, areas: Iterable[str], code_versions:
     return [area for area in codes if not all(current(area, model) for model in code_versions)], stamps
 
 
+def forget_builds(conn: psycopg.Connection, areas: Iterable[str], models: Iterable[str]) -> None:
+    """Before a build of ``models`` for ``areas``: drop their records, so that a build that fails half-way (a
+    model built, its test failed) is not taken for the last good one; :func:`record_build` writes them again
+    after a success. ``conn`` in autocommit."""
+    if not _missing(conn, ["raw.dbt_area_builds"]):
+        conn.execute("delete from raw.dbt_area_builds where area_code = any(%s) and model = any(%s)",
+                     (sorted(set(areas)), sorted(models)))
+
+
 def record_build(conn: psycopg.Connection, areas: Iterable[str], stamps: Mapping[str, str] | None,
                  code_versions: Mapping[str, str | None]) -> None:
     """After a successful build of the models ``code_versions`` for ``areas``: record it, with the ``stamps``

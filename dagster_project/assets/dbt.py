@@ -128,7 +128,7 @@ def _build_area(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis
                 config: PipelineConfig) -> Iterator[Any]:
     """``dbt build`` of the selected per-area models, unless every area of the batch has them built from the
     same years, districts, settings and model code (:mod:`ingestion.area_builds`) and the run is not forced.
-    A successful build is recorded for the batch's areas."""
+    A successful build is recorded for the batch's areas; a failed one leaves none (the next step builds)."""
     _write_settings(context, config, postgis)
     areas = _areas(context)
     code = {key.path[-1]: context.assets_def.code_versions_by_key.get(key) for key in context.selected_asset_keys}
@@ -137,6 +137,9 @@ def _build_area(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis
     if areas and not needing and not forced(context):
         yield from _skipped(context, "years, districts, settings and model code unchanged since the last build")
         return
+    if areas:
+        with postgis.connect() as conn:
+            area_builds.forget_builds(conn, areas, code)
     # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
     yield from dbt.build(context, exclude=("test_type:unit",))
     if areas:

@@ -7,6 +7,7 @@ records the ones it materialised and then fails naming the others and why.
 
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -145,14 +146,25 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         runnable, failed = area_years(config, context)
         done: list[tuple[dg.MultiPartitionKey, pipeline.YearComposite]] = []
         metadata = {}
-        for number, (key, area, year) in enumerate(runnable, 1):
-            if len(runnable) > 1:
-                context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year}")
-            with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
-                result = pipeline.composite_year(area, year, force=forced(context))
-                metadata[key] = _composite_metadata(area, year, result)
-                context.add_asset_metadata(metadata[key], partition_key=key)
-                done.append((key, result))
+        force = forced(context)
+
+        def composite(area: AreaConfig, year: int) -> tuple[pipeline.YearComposite, dict]:
+            result = pipeline.composite_year(area, year, force=force)
+            return result, _composite_metadata(area, year, result)
+
+        # small area-years are mostly fixed cost (search, offset check, COG finishing): a few at once keep both
+        # cores busy; their block reads share the process's reader pool (compute.io_concurrency)
+        at_once = min((area.compute.area_years_at_once for _, area, _ in runnable), default=1)
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="composite") as pool:
+            futures = [(key, area, year, pool.submit(composite, area, year)) for key, area, year in runnable]
+            for number, (key, area, year, future) in enumerate(futures, 1):
+                with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
+                    result, metadata[key] = future.result()
+                    context.add_asset_metadata(metadata[key], partition_key=key)
+                    done.append((key, result))
+                if len(runnable) > 1:
+                    state = "failed" if label(key) in failed else "skipped" if done[-1][1].skipped else "done"
+                    context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year} {state}")
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("ndvi_composite", failed, len(done))
