@@ -28,20 +28,29 @@ def composite_png(ndvi: np.ndarray, title: str, max_pixels: int = 800) -> bytes:
     return _png(fig)
 
 
+#: Above this many districts with a value the PNG carries no value labels: they would overlap into a grey
+#: smear, and drawing 14,000 of them (a national layer of buurten) took matplotlib about 25 s.
+MAX_LABELS = 300
+
+
 def choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: str, path: Path | None = None) -> bytes:
-    """A choropleth of ``column`` classed by ``breaks`` (districts without a value hatched grey)."""
+    """A choropleth of ``column`` classed by ``breaks`` (districts without a value hatched grey), each district
+    labelled with its value when there are at most :data:`MAX_LABELS` of them."""
     edges = [breaks["min"] - 1e-9, *breaks["bins"]]
     cmap = ListedColormap(breaks["colors"])
     norm = BoundaryNorm(edges, cmap.N)
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     has = stats[column].notna()
+    labelled = int(has.sum()) <= MAX_LABELS
+    edges_width = 0.8 if labelled else 0.1  # thin borders where districts are many and small
     if (~has).any():
-        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//")
+        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//", linewidth=edges_width)
     if has.any():
-        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=0.8)
-    for _, row in stats[has].iterrows():
-        p = row.geometry.representative_point()
-        ax.annotate(f"{row[column]:.2f}", (p.x, p.y), ha="center", fontsize=7)
+        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=edges_width)
+    if labelled:
+        points = stats[has].geometry.representative_point()
+        for value, p in zip(stats.loc[has, column], points, strict=True):
+            ax.annotate(f"{value:.2f}", (p.x, p.y), ha="center", fontsize=7)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=norm)
     fig.colorbar(sm, ax=ax, shrink=0.7, label=column)
     ax.set_title(title)
