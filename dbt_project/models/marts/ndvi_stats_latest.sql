@@ -5,7 +5,8 @@
     unique_key=['area_code', 'district_code'],
     on_schema_change='append_new_columns',
     post_hook=[
-      "delete from {{ this }} as stored where not exists (select from {{ ref('ndvi_stats_newest_valid_year') }} as newest where newest.area_code = stored.area_code and newest.district_code = stored.district_code)"
+      "delete from {{ this }} as stored where not exists (select from {{ ref('ndvi_stats_newest_valid_year') }} as newest where newest.area_code = stored.area_code and newest.district_code = stored.district_code)",
+      "analyze {{ this }}"
     ]
   )
 }}

@@ -5,9 +5,13 @@
     unique_key=['area_code', 'year'],
     on_schema_change='append_new_columns',
     pre_hook=zonal_session_settings(),
-    post_hook=["create unique index if not exists {{ this.name }}_uq on {{ this }} (area_code, district_code, year)"]
+    post_hook=["create unique index if not exists {{ this.name }}_uq on {{ this }} (area_code, district_code, year)",
+               "analyze {{ this }}"]
   )
 }}
+
+-- Analyzed after each build: the exports read it right away, before autovacuum has sampled the new rows (at
+-- 14,000 districts a plan made without statistics cost the yearly export 20 s instead of 1 s).
 
 -- Per area, district and year, beside ndvi_stats_yearly (same grain, same pixels: valid pixels whose centre
 -- lies in the district): the percentiles p10/p25/p50/p75/p90 of NDVI, exactly as numpy's
