@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 import textwrap
+from pathlib import Path
 
 import geopandas as gpd
 import pystac
@@ -115,3 +118,29 @@ def test_earth_search_against_a_real_stac_api_selects_what_local_stac_selects(sa
             expected_dropped = set(sample_area["years"][str(year)]["dropped_cloud_cover"])
             assert {d.item_id for d in remote_sel.dropped} == expected_dropped
         assert remote_sel.items[0].assets["red"].href.startswith("http://127.0.0.1")
+
+
+def test_local_stac_walks_a_catalog_once_until_one_of_its_files_changes(sample_area, tmp_path):
+    from tests.update_env import counting_opens
+
+    root = tmp_path / "catalog"
+    shutil.copytree(Path(sample_area["catalog"]).parent, root, ignore=shutil.ignore_patterns("*.tif"))
+    source = LocalStacSource(root / "catalog.json")
+    query = SceneQuery.for_year(box(-180, -90, 180, 90), 2024)
+    with counting_opens("catalog.json") as opened:
+        first = source.find_items(query)
+        assert len(opened) == 1
+        again = LocalStacSource(root / "catalog.json").find_items(query)  # another search, e.g. another area
+        assert len(opened) == 1  # the walk is reused: its files are only stat'ed
+    assert first.items and [i.id for i in again.items] == [i.id for i in first.items]
+
+    # an item that changes on disk is read again, and the search sees the change
+    changed = first.items[0]
+    path = Path(changed.get_self_href())
+    data = json.loads(path.read_text())
+    data["properties"]["eo:cloud_cover"] = 99.5
+    path.write_text(json.dumps(data))
+    with counting_opens("catalog.json") as opened:
+        after = source.find_items(query)
+    assert len(opened) == 1
+    assert next(i for i in after.items if i.id == changed.id).properties["eo:cloud_cover"] == 99.5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -11,6 +13,24 @@ import pystac
 from ingestion.sources.base import DropReason, ImagerySource, SceneDecision, SceneQuery, SearchResult, acquired
 
 log = logging.getLogger(__name__)
+
+
+#: Each walked catalog (by path): the files the walk read with their (size, mtime) and what it found. A later
+#: search whose files are all unchanged reuses it: one walk per process, not one per area-year. Adding,
+#: removing or changing an item changes its parent's or its own file, and so the signature.
+_WALKS: dict[Path, tuple[tuple[tuple[str, int, int] | None, ...], list[pystac.Item], list[SceneDecision]]] = {}
+_WALKS_LOCK = threading.Lock()
+
+
+def _signature(files: Sequence[str]) -> tuple[tuple[str, int, int] | None, ...]:
+    """(path, size, mtime in ns) of each file, None for one that is gone."""
+    def stat(path: str) -> tuple[str, int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return path, st.st_size, st.st_mtime_ns
+    return tuple(stat(f) for f in files)
 
 
 class CatalogError(ValueError):
@@ -41,12 +61,15 @@ class LocalStacSource(ImagerySource):
         except Exception as exc:  # pystac raises JSON, type and key errors alike
             raise CatalogError(f"{where} is not a STAC catalog or collection JSON: {_reason(exc)}") from None
 
-    def _walk(self, catalog: pystac.Catalog, failures: list[SceneDecision]) -> Iterator[pystac.Item]:
-        """Every item below ``catalog``; unreadable JSON files are added to ``failures`` and skipped."""
+    def _walk(self, catalog: pystac.Catalog, failures: list[SceneDecision], read: list[str]
+              ) -> Iterator[pystac.Item]:
+        """Every item below ``catalog``; unreadable JSON files are added to ``failures`` and skipped; every file
+        the walk reads (or tried to) is added to ``read``."""
         for link in catalog.get_links():
             if link.rel not in ("child", "item"):
                 continue
             href = link.get_absolute_href() or link.href
+            read.append(href)
             try:
                 obj = link.resolve_stac_object(root=catalog.get_root()).target
             except Exception as exc:  # a broken file must not hide the other items
@@ -57,17 +80,27 @@ class LocalStacSource(ImagerySource):
             if isinstance(obj, pystac.Item):
                 yield obj
             elif isinstance(obj, pystac.Catalog):
-                yield from self._walk(obj, failures)
+                yield from self._walk(obj, failures, read)
 
     def _all_items(self) -> tuple[list[pystac.Item], list[SceneDecision]]:
-        """One walk of the catalog: every item of the collection (asset hrefs absolute) and the failures."""
-        items, failures = [], []
-        for item in self._walk(self._open_root(), failures):
+        """Every item of the collection (asset hrefs absolute) and the failures: from the last walk of this
+        catalog in this process while none of the files it read changed (:data:`_WALKS`), else from a new walk.
+        Items are shared between searches: callers must not modify them."""
+        key = self.catalog_path.resolve()
+        with _WALKS_LOCK:
+            cached = _WALKS.get(key)
+        if cached is not None and cached[0] and _signature([s[0] if s else "" for s in cached[0]]) == cached[0]:
+            return list(cached[1]), list(cached[2])
+        items, failures, read = [], [], [str(key)]
+        for item in self._walk(self._open_root(), failures, read):
             if self.collection and item.collection_id not in (None, self.collection):
                 continue
             item.make_asset_hrefs_absolute()
             items.append(item)
-        return items, failures
+        signature = _signature(read)
+        with _WALKS_LOCK:
+            _WALKS[key] = (signature if None not in signature else (), items, failures)
+        return list(items), list(failures)
 
     @staticmethod
     def _in_window(items: list[pystac.Item], failures: list[SceneDecision], query: SceneQuery) -> SearchResult:
