@@ -40,7 +40,7 @@ def _versions(config) -> dict[tuple[str, int], str]:
 def test_a_new_scene_changes_exactly_its_area_year_and_the_catalog_is_walked_once(areas):
     with counting_opens("catalog.json") as opened:
         before = observe(areas.areas)
-    assert len(opened) == 1, opened  # 2 areas x 2 years, one walk
+    assert len(opened) == 2, opened  # 2 areas x 2 years, one walk: parsed once, digested once (local-stac)
     assert all(o.version and o.items > 0 and o.error is None for o in before), before
     west = areas.area("west")
     # the observation's version is the one the composite's own search gives

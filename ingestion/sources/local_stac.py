@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,22 +15,23 @@ from ingestion.sources.base import DropReason, ImagerySource, SceneDecision, Sce
 log = logging.getLogger(__name__)
 
 
-#: Each walked catalog (by path): the files the walk read with their (size, mtime) and what it found. A later
-#: search whose files are all unchanged reuses it: one walk per process, not one per area-year. Adding,
-#: removing or changing an item changes its parent's or its own file, and so the signature.
-_WALKS: dict[Path, tuple[tuple[tuple[str, int, int] | None, ...], list[pystac.Item], list[SceneDecision]]] = {}
+#: Each walked catalog (by path): the files the walk read with a digest of their bytes, and what it found. A
+#: later search whose files all read the same reuses it: one parse per process, not one per area-year (parsing
+#: is what costs: pystac migrates and deep-copies every item). Adding, removing or changing an item changes its
+#: parent's or its own file, and so the signature; a content digest, unlike a modification time, also sees a
+#: file rewritten within the file system's timestamp granularity.
+_WALKS: dict[Path, tuple[tuple[tuple[str, str] | None, ...], list[pystac.Item], list[SceneDecision]]] = {}
 _WALKS_LOCK = threading.Lock()
 
 
-def _signature(files: Sequence[str]) -> tuple[tuple[str, int, int] | None, ...]:
-    """(path, size, mtime in ns) of each file, None for one that is gone."""
-    def stat(path: str) -> tuple[str, int, int] | None:
+def _signature(files: Sequence[str]) -> tuple[tuple[str, str] | None, ...]:
+    """(path, BLAKE2 digest of its bytes) of each file, None for one that cannot be read."""
+    def digest(path: str) -> tuple[str, str] | None:
         try:
-            st = os.stat(path)
+            return path, hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
         except OSError:
             return None
-        return path, st.st_size, st.st_mtime_ns
-    return tuple(stat(f) for f in files)
+    return tuple(digest(f) for f in files)
 
 
 class CatalogError(ValueError):
