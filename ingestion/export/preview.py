@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,9 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
+#: pyplot keeps global state and matplotlib is not thread-safe; a batch composites area-years on threads
+#: (``compute.area_years_at_once``), so each figure is drawn and saved under this lock.
+_DRAWING = threading.Lock()
+
 
 def composite_png(ndvi: np.ndarray, title: str, max_pixels: int = 800) -> bytes:
     """A small PNG of an NDVI array (NaN = grey), decimated so the longer side is at most ``max_pixels``."""
+    with _DRAWING:
+        return _composite_png(ndvi, title, max_pixels)
+
+
+def _composite_png(ndvi: np.ndarray, title: str, max_pixels: int) -> bytes:
     step = max(1, int(np.ceil(max(ndvi.shape) / max_pixels)))
     fig, ax = plt.subplots(figsize=(6, 6 * ndvi.shape[0] / max(ndvi.shape[1], 1) + 0.6), dpi=100)
     cmap = plt.get_cmap("RdYlGn").copy()
@@ -36,6 +46,15 @@ MAX_LABELS = 300
 def choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: str, path: Path | None = None) -> bytes:
     """A choropleth of ``column`` classed by ``breaks`` (districts without a value hatched grey), each district
     labelled with its value when there are at most :data:`MAX_LABELS` of them."""
+    with _DRAWING:
+        png = _choropleth_png(stats, column, breaks, title)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+    return png
+
+
+def _choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: str) -> bytes:
     edges = [breaks["min"] - 1e-9, *breaks["bins"]]
     cmap = ListedColormap(breaks["colors"])
     norm = BoundaryNorm(edges, cmap.N)
@@ -55,11 +74,7 @@ def choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: st
     fig.colorbar(sm, ax=ax, shrink=0.7, label=column)
     ax.set_title(title)
     ax.set_axis_off()
-    png = _png(fig)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
-    return png
+    return _png(fig)
 
 
 def markdown_image(png: bytes, alt: str) -> str:
