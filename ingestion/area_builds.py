@@ -141,7 +141,7 @@ def needing_build(conn: psycopg.Connection, areas: Iterable[str], code_versions:
 def forget_builds(conn: psycopg.Connection, areas: Iterable[str], models: Iterable[str]) -> None:
     """Before a build of ``models`` for ``areas``: drop their records, so that a build that fails half-way (a
     model built, its test failed) is not taken for the last good one; :func:`record_build` writes them again
-    after a success. ``conn`` in autocommit."""
+    after a success. The caller commits before the build starts."""
     if not _missing(conn, ["raw.dbt_area_builds"]):
         conn.execute("delete from raw.dbt_area_builds where area_code = any(%s) and model = any(%s)",
                      (sorted(set(areas)), sorted(models)))

@@ -134,12 +134,12 @@ def _build_area(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postgis
     code = {key.path[-1]: context.assets_def.code_versions_by_key.get(key) for key in context.selected_asset_keys}
     with postgis.connect() as conn:
         needing, stamps = area_builds.needing_build(conn, areas, code)
-    if areas and not needing and not forced(context):
+        skip = bool(areas) and not needing and not forced(context)
+        if areas and not skip:
+            area_builds.forget_builds(conn, areas, code)  # committed as the block ends, before dbt starts
+    if skip:
         yield from _skipped(context, "years, districts, settings and model code unchanged since the last build")
         return
-    if areas:
-        with postgis.connect() as conn:
-            area_builds.forget_builds(conn, areas, code)
     # unit tests are the developers' (tests/test_pipeline.py runs them): they need the tables to exist
     yield from dbt.build(context, exclude=("test_type:unit",))
     if areas:

@@ -163,7 +163,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                     context.add_asset_metadata(metadata[key], partition_key=key)
                     done.append((key, result))
                 if len(runnable) > 1:
-                    state = "failed" if label(key) in failed else "skipped" if done[-1][1].skipped else "done"
+                    state = "failed" if label(key) in failed else "skipped" if result.skipped else "done"
                     context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year} {state}")
         if failed:
             yield from materialised(context, metadata)

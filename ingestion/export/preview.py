@@ -61,11 +61,11 @@ def _choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: s
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     has = stats[column].notna()
     labelled = int(has.sum()) <= MAX_LABELS
-    edges_width = 0.8 if labelled else 0.1  # thin borders where districts are many and small
+    border_width = 0.8 if labelled else 0.1  # thin borders where districts are many and small
     if (~has).any():
-        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//", linewidth=edges_width)
+        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//", linewidth=border_width)
     if has.any():
-        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=edges_width)
+        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=border_width)
     if labelled:
         points = stats[has].geometry.representative_point()
         for value, p in zip(stats.loc[has, column], points, strict=True):

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 #: is what costs: pystac migrates and deep-copies every item). Adding, removing or changing an item changes its
 #: parent's or its own file, and so the signature; a content digest, unlike a modification time, also sees a
 #: file rewritten within the file system's timestamp granularity.
-_WALKS: dict[Path, tuple[tuple[tuple[str, str] | None, ...], list[pystac.Item], list[SceneDecision]]] = {}
+_WALKS: dict[Path, tuple[list[str], tuple[tuple[str, str] | None, ...], list[pystac.Item], list[SceneDecision]]] = {}
 _WALKS_LOCK = threading.Lock()
 
 
@@ -90,17 +90,18 @@ class LocalStacSource(ImagerySource):
         key = self.catalog_path.resolve()
         with _WALKS_LOCK:
             cached = _WALKS.get(key)
-        if cached is not None and cached[0] and _signature([s[0] if s else "" for s in cached[0]]) == cached[0]:
-            return list(cached[1]), list(cached[2])
+        if cached is not None:
+            read, signature, items, failures = cached
+            if None not in signature and _signature(read) == signature:  # an unreadable file: walk again
+                return list(items), list(failures)
         items, failures, read = [], [], [str(key)]
         for item in self._walk(self._open_root(), failures, read):
             if self.collection and item.collection_id not in (None, self.collection):
                 continue
             item.make_asset_hrefs_absolute()
             items.append(item)
-        signature = _signature(read)
         with _WALKS_LOCK:
-            _WALKS[key] = (signature if None not in signature else (), items, failures)
+            _WALKS[key] = (read, _signature(read), items, failures)
         return list(items), list(failures)
 
     @staticmethod
