@@ -49,7 +49,6 @@ from rasterio.enums import Resampling
 
 from ingestion.imagery.blocks import CorruptImageError
 from ingestion.imagery.datasets import opened
-from ingestion.imagery.gdal_env import gdal_options as default_gdal_options
 from ingestion.imagery.radiometry import Radiometry, radiometry
 
 log = logging.getLogger(__name__)
@@ -261,13 +260,12 @@ class _opened:
 def check_offsets(items: Sequence[pystac.Item], geobox: GeoBox, masked: Iterable[int] = (),
                   gdal_options: Mapping[str, str | int] | None = None, threads: int = CHECK_THREADS
                   ) -> OffsetCheck:
-    """Decide every item's offset from a sample of its pixels over ``geobox`` (any CRS), ``threads`` at once,
-    reading with ``gdal_options`` (default: the pipeline's, :func:`ingestion.imagery.gdal_env.gdal_options`).
+    """Decide every item's offset from a sample of its pixels over ``geobox`` (any CRS), ``threads`` at once.
 
     Logs each decision, and a warning naming every item whose pixels contradict its metadata.
     """
     masked = tuple(masked)
-    options = default_gdal_options() if gdal_options is None else dict(gdal_options)
+    options = dict(gdal_options or {})
 
     def one(item: pystac.Item) -> OffsetDecision | UnreadableAssetError:
         with rasterio.Env(**options):
