@@ -33,12 +33,9 @@ NO_DATA_RGB = (187, 187, 187)
 _LUT = (matplotlib.colormaps["RdYlGn"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 #: Height of the colour ramp under the composite preview, px (NDVI_RANGE from left to right).
 LEGEND_PX = 12
-#: Longer side of the composite preview, px: the size the Dagster UI shows it at (an 800 px PNG of an 8 km area
-#: took 0.1 s to encode, once per area-year of a batch).
-PREVIEW_PX = 400
 
 
-def composite_png(ndvi: np.ndarray, max_pixels: int = PREVIEW_PX) -> bytes:
+def composite_png(ndvi: np.ndarray, max_pixels: int = 800) -> bytes:
     """A PNG of an NDVI array (``NDVI_RANGE`` on RdYlGn, NaN grey), decimated so the longer side is at most
     ``max_pixels``, with the colour ramp as a strip under it. One image pixel per (decimated) array pixel, north
     up as stored."""
