@@ -53,24 +53,3 @@ def test_outline_keeps_holes_and_aspect():
     assert (image[height // 2, width // 2] == 255).all()  # the hole
     assert tuple(image[height // 2, width // 8]) == (158, 202, 225)  # the fill
     assert tuple(image[height // 4, width // 2]) == (158, 202, 225)
-
-
-def test_choropleth_fills_each_district_with_its_class_colour_in_proportion_to_its_area():
-    """Four districts of areas 1 : 2 : 3 : 4 in four classes: each class colour covers its district's share of
-    the map, and a district without a value is hatched grey."""
-    import geopandas as gpd
-
-    from ingestion.export.preview import choropleth_png
-
-    widths = [100, 200, 300, 400]
-    lefts = np.cumsum([0, *widths[:-1]])
-    shapes = [box(left, 0, left + w, 500) for left, w in zip(lefts, widths, strict=True)]
-    stats = gpd.GeoDataFrame({"district_code": list("abcde"), "v": [0.1, 0.3, 0.5, 0.7, None]},
-                             geometry=[*shapes, box(1000, 0, 1100, 500)], crs="EPSG:28992")
-    colors = ["#ff0000", "#00ff00", "#0000ff", "#ffff00"]
-    breaks = {"min": 0.0, "bins": [0.2, 0.4, 0.6, 0.8], "colors": colors}
-    image = _image(choropleth_png(stats, "v", breaks, "test"))
-    counts = [int((image == np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)])).all(axis=2).sum()) for c in colors]
-    shares = np.array(counts) / sum(counts)
-    assert np.allclose(shares, np.array(widths) / sum(widths), atol=0.02), shares
-    assert (image == 0xDD).all(axis=2).sum() > 0.3 * counts[0]  # the grey of the district without a value

@@ -12,15 +12,12 @@ from pathlib import Path
 import geopandas as gpd
 import matplotlib
 import numpy as np
-import shapely
 from PIL import Image, ImageDraw
 from shapely.geometry.base import BaseGeometry
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.path import Path as MplPath  # noqa: E402
 
 #: pyplot keeps global state and matplotlib is not thread-safe; a batch works on threads, so each figure is
 #: drawn and saved under this lock.
@@ -109,41 +106,22 @@ def _choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: s
     cmap = ListedColormap(breaks["colors"])
     norm = BoundaryNorm(edges, cmap.N)
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    ax.set_axis_off()
-    has = stats[column].notna().to_numpy()
+    has = stats[column].notna()
     labelled = int(has.sum()) <= MAX_LABELS
     border_width = 0.8 if labelled else 0.1  # thin borders where districts are many and small
-    # one collection per kind of district, drawn once by savefig (geopandas' plot draws the figure each call)
     if (~has).any():
-        ax.add_collection(PathCollection(_paths(stats.geometry[~has]), facecolor="#dddddd", edgecolor="white",
-                                         hatch="//", linewidth=border_width))
+        stats[~has].plot(ax=ax, color="#dddddd", edgecolor="white", hatch="//", linewidth=border_width)
     if has.any():
-        values = stats.loc[has, column].astype(float).to_numpy()
-        ax.add_collection(PathCollection(_paths(stats.geometry[has]), array=values, cmap=cmap, norm=norm,
-                                         edgecolor="white", linewidth=border_width))
-    minx, miny, maxx, maxy = stats.total_bounds
-    ax.set_xlim(minx, maxx)
-    ax.set_ylim(miny, maxy)
-    ax.set_aspect("equal")
+        stats[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, edgecolor="white", linewidth=border_width)
     if labelled:
-        points = stats.geometry[has].representative_point()
+        points = stats[has].geometry.representative_point()
         for value, p in zip(stats.loc[has, column], points, strict=True):
             ax.annotate(f"{value:.2f}", (p.x, p.y), ha="center", fontsize=7)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=norm)
     fig.colorbar(sm, ax=ax, shrink=0.7, label=column)
     ax.set_title(title)
+    ax.set_axis_off()
     return _figure_png(fig)
-
-
-def _paths(geometries: gpd.GeoSeries) -> list[MplPath]:
-    """One compound path (exterior and holes) per polygon part of ``geometries``."""
-    paths = []
-    for polygon in shapely.get_parts(geometries.to_numpy()):
-        if polygon.geom_type == "Polygon" and not polygon.is_empty:
-            rings = [polygon.exterior, *polygon.interiors]
-            paths.append(MplPath.make_compound_path(*(MplPath(np.asarray(r.coords)[:, :2], closed=True)
-                                                      for r in rings)))
-    return paths
 
 
 def markdown_image(png: bytes, alt: str) -> str:
