@@ -26,7 +26,7 @@ from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import AreaConfig, PipelineConfig
-from ingestion.export.preview import NDVI_RANGE, composite_png, markdown_image
+from ingestion.export.preview import composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
 from ingestion.imagery.scheduler import scheduler_address
 from ingestion.load.postgis import published_districts_version
@@ -81,7 +81,7 @@ def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearCompos
     """The partition's figures, scenes table and preview (summary statistics gathered while the blocks were
     written; no full array is read back)."""
     comp = result.composite
-    png = composite_png(read_preview(result.path))
+    png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
     return {
         "skipped": result.skipped,  # inputs unchanged: the COG was left as it was (issue 20)
         "inputs_version": result.inputs_version or "",
@@ -97,9 +97,7 @@ def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearCompos
         "ndvi_min_max": [round(comp.stats.ndvi_min, 4), round(comp.stats.ndvi_max, 4)]
         if comp.stats.valid_pixels else None,
         "compute": scheduler_address(area.compute.dask_scheduler) or "local threads",
-        "preview": dg.MetadataValue.md(
-            f"**{area.code} {year}: median NDVI** (red {NDVI_RANGE[0]:g} to green {NDVI_RANGE[1]:g}, as the strip "
-            f"below it; grey: no clear observation)\n\n{markdown_image(png, f'NDVI {year}')}"),
+        "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
     }
 
 
