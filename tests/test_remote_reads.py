@@ -18,6 +18,9 @@ from tests.range_server import RangeServer
 
 FAST_RETRIES = {"GDAL_HTTP_MAX_RETRY": 3, "GDAL_HTTP_RETRY_DELAY": 0.05}
 
+# ingestion.imagery.gdal_env sizes GDAL's /vsicurl cache for the process at import, before any read: which
+# test reads first does not matter (a 16 MB cache made the composite below fetch tiles up to 6 times).
+
 
 def sample_items_and_grid(sample_area: dict, year: int = 2024):
     districts = gpd.read_file(sample_area["districts"])

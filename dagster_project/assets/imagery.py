@@ -26,8 +26,9 @@ from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import AreaConfig, PipelineConfig
-from ingestion.export.preview import composite_png, markdown_image
+from ingestion.export.preview import NDVI_RANGE, PREVIEW_PX, composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
+from ingestion.imagery.datasets import keeping_open
 from ingestion.imagery.scheduler import scheduler_address
 from ingestion.load.postgis import published_districts_version
 from ingestion.updates import load_composite_if_changed
@@ -81,7 +82,7 @@ def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearCompos
     """The partition's figures, scenes table and preview (summary statistics gathered while the blocks were
     written; no full array is read back)."""
     comp = result.composite
-    png = composite_png(read_preview(result.path), f"{area.code} {year}: median NDVI")
+    png = composite_png(read_preview(result.path, PREVIEW_PX))
     return {
         "skipped": result.skipped,  # inputs unchanged: the COG was left as it was (issue 20)
         "inputs_version": result.inputs_version or "",
@@ -97,7 +98,9 @@ def _composite_metadata(area: AreaConfig, year: int, result: pipeline.YearCompos
         "ndvi_min_max": [round(comp.stats.ndvi_min, 4), round(comp.stats.ndvi_max, 4)]
         if comp.stats.valid_pixels else None,
         "compute": scheduler_address(area.compute.dask_scheduler) or "local threads",
-        "preview": dg.MetadataValue.md(markdown_image(png, f"NDVI {year}")),
+        "preview": dg.MetadataValue.md(
+            f"**{area.code} {year}: median NDVI** (red {NDVI_RANGE[0]:g} to green {NDVI_RANGE[1]:g}, as the strip "
+            f"below it; grey: no clear observation)\n\n{markdown_image(png, f'NDVI {year}')}"),
     }
 
 
@@ -155,7 +158,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         # small area-years are mostly fixed cost (search, offset check, COG finishing): a few at once keep both
         # cores busy; their block reads share the process's reader pool (compute.io_concurrency)
         at_once = min((area.compute.area_years_at_once for _, area, _ in runnable), default=1)
-        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="composite") as pool:
+        # the batch's scenes are opened once, not by each area-year's offset check and blocks
+        with keeping_open(), ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="composite") as pool:
             futures = [(key, area, year, pool.submit(composite, area, year)) for key, area, year in runnable]
             for number, (key, area, year, future) in enumerate(futures, 1):
                 with each_partition(key, failed, alone=len(runnable) == 1 and not failed):

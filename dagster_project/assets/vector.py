@@ -18,7 +18,7 @@ from dagster_project.partitions import (
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
 from ingestion.config import PipelineConfig
-from ingestion.export.preview import choropleth_png, markdown_image
+from ingestion.export.preview import markdown_image, outline_png
 from ingestion.load.postgis import published_districts_version, stage_districts
 
 
@@ -75,15 +75,14 @@ def build_input_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         for area in areas:
             with each_partition(area.code, failed, alone=len(areas) == 1):
                 aoi = pipeline.build_aoi(area, pipeline.prepare_districts(area))
-                aoi["value"] = 1.0
-                breaks = {"min": 0.0, "bins": [1.0], "colors": ["#9ecae1"]}
-                png = choropleth_png(aoi, "value", breaks, f"{area.code}: area of interest")
+                png = outline_png(aoi.geometry)
                 metadata[area.code] = {
                     "path": dg.MetadataValue.path(str(pipeline.aoi_path(area))),
                     "area_km2": round(float(aoi.area.sum()) / 1e6, 3),
                     # the composites depend on the AOI's shape only
                     "aoi_version": hashlib.sha256(aoi.geometry.iloc[0].wkb).hexdigest()[:16],
-                    "preview": dg.MetadataValue.md(markdown_image(png, "AOI")),
+                    "preview": dg.MetadataValue.md(f"**{area.code}: area of interest**\n\n"
+                                                   f"{markdown_image(png, 'AOI')}"),
                 }
                 context.add_asset_metadata(metadata[area.code], partition_key=area.code)
         if failed:

@@ -18,6 +18,7 @@ import rasterio.windows
 from odc.geo.geobox import GeoBox
 from odc.loader import RasterLoadParams, RasterSource, RioReader
 
+from ingestion.imagery.datasets import file_lock, opened
 from ingestion.imagery.nearest import pixel_map
 from ingestion.imagery.radiometry import Radiometry, ndvi, reflectance
 
@@ -58,7 +59,8 @@ class BlockTask:
     io_concurrency: int = DEFAULT_IO_CONCURRENCY
 
 
-def read_asset(href: str, geobox: GeoBox, dtype: str, item_id: str = "", key: str = "") -> np.ndarray:
+def read_asset(href: str, geobox: GeoBox, dtype: str, item_id: str = "", key: str = "",
+               options: dict[str, str | int] | None = None) -> np.ndarray:
     """``href`` resampled (nearest) onto ``geobox``; 0 (Sentinel-2 nodata) where the asset has no pixel.
 
     When the asset's grid is the block's grid or an integer multiple of it, aligned (the 20 m SCL on the 10 m
@@ -66,9 +68,12 @@ def read_asset(href: str, geobox: GeoBox, dtype: str, item_id: str = "", key: st
     and costs a fraction of it. On another grid (another CRS, rotated or shifted) the block's pixel map into the
     asset's grid (:mod:`ingestion.imagery.nearest`, shared by every item on that grid) picks each pixel from a
     windowed read; only where no such map can be made does odc-loader's reader warp with GDAL.
+
+    ``options``: the GDAL options the caller's ``rasterio.Env`` set (a file kept open in a batch,
+    :mod:`ingestion.imagery.datasets`, is reused only with the same ones).
     """
     try:
-        with rasterio.open(href) as src:
+        with opened(href, options) as src:
             factor = _integer_factor(src, geobox)
             if factor:
                 return _read_repeated(src, geobox, factor, dtype)
@@ -231,16 +236,8 @@ def _read_in_env(options: dict[str, str | int], href: str, geobox: GeoBox, dtype
     """:func:`read_asset` with the composite's GDAL options (rasterio's environment is per thread), one read of
     a file at a time in this process: two blocks that need the same source tile at once would both miss GDAL's
     cache and fetch it twice; in turn, the second finds it in ``CPL_VSIL_CURL_CACHE_SIZE``."""
-    with _file_lock(href), rasterio.Env(**options):
-        return read_asset(href, geobox, dtype, item_id, key)
-
-
-_file_locks: dict[str, threading.Lock] = {}
-
-
-def _file_lock(href: str) -> threading.Lock:
-    with _pools_lock:
-        return _file_locks.setdefault(href, threading.Lock())
+    with file_lock(href), rasterio.Env(**options):
+        return read_asset(href, geobox, dtype, item_id, key, options)
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}

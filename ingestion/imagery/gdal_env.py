@@ -7,6 +7,7 @@ settings. ``configure_client`` also applies them to odc-stac loads in the client
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,13 @@ DEFAULT_GDAL_OPTIONS: dict[str, str | int] = {
     "CPL_VSIL_CURL_CACHE_SIZE": "268435456",  # fetched bytes kept for the blocks that need them next
     "GDAL_CACHEMAX": 64,  # MB; handed to rasterio in bytes (see gdal_options)
 }
+# GDAL sizes its process-wide /vsicurl cache once, at the process's first HTTP read, from the value then in
+# effect; a later rasterio.Env does not resize it. A first read made without these options (a caller passing
+# none) left GDAL's 16 MB for the whole process, and composites then fetched tiles up to 6 times. As an
+# environment variable, read when no Env sets the option, the default holds whoever reads first; so a
+# per-area CPL_VSIL_CURL_CACHE_SIZE takes effect only through this variable, set before the process starts.
+os.environ.setdefault("CPL_VSIL_CURL_CACHE_SIZE", str(DEFAULT_GDAL_OPTIONS["CPL_VSIL_CURL_CACHE_SIZE"]))
+
 #: Below this, a GDAL_CACHEMAX value is megabytes, as GDAL itself reads the option; from it on, bytes.
 _CACHEMAX_BYTES_FROM = 100_000
 

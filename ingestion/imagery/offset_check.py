@@ -48,6 +48,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 from ingestion.imagery.blocks import CorruptImageError
+from ingestion.imagery.datasets import opened
+from ingestion.imagery.gdal_env import gdal_options as default_gdal_options
 from ingestion.imagery.radiometry import Radiometry, radiometry
 
 log = logging.getLogger(__name__)
@@ -208,26 +210,27 @@ def _sample(src: rasterio.DatasetReader, bounds: tuple[float, float, float, floa
     return data, rasterio.windows.bounds(window, src.transform)
 
 
-def sample_evidence(item: pystac.Item, geobox: GeoBox, masked: Iterable[int] = (), side: int = SAMPLE_SIDE
-                    ) -> OffsetEvidence:
+def sample_evidence(item: pystac.Item, geobox: GeoBox, masked: Iterable[int] = (), side: int = SAMPLE_SIDE,
+                    options: Mapping[str, str | int] | None = None) -> OffsetEvidence:
     """Read ``item``'s red and SCL over ``geobox``'s extent (overview level) and compute the statistic.
 
     Opens ``nir`` too (its header only), so every asset the composite needs is known to be readable. Raises
-    :class:`UnreadableAssetError` naming the asset otherwise. Call inside ``rasterio.Env`` with the GDAL options.
+    :class:`UnreadableAssetError` naming the asset otherwise. Call inside ``rasterio.Env`` with the GDAL
+    ``options``.
     """
     red_href, nir_href, scl_href = (asset_href(item, k) for k in ("red", "nir", "scl"))
-    with _opened(item.id, "red", red_href) as red_src:
+    with _opened(item.id, "red", red_href, options) as red_src:
         bounds = geobox.extent.to_crs(red_src.crs).boundingbox
         try:
             red_sample = _sample(red_src, tuple(bounds), side)
         except READ_ERRORS as exc:
             raise UnreadableAssetError(item.id, "red", red_href, exc) from exc
-    with _opened(item.id, "nir", nir_href):
+    with _opened(item.id, "nir", nir_href, options):
         pass
     if red_sample is None:
         return OffsetEvidence(0, None)
     red, red_bounds = red_sample
-    with _opened(item.id, "scl", scl_href) as scl_src:
+    with _opened(item.id, "scl", scl_href, options) as scl_src:
         try:
             window = rasterio.windows.from_bounds(*red_bounds, transform=scl_src.transform)
             scl = scl_src.read(1, window=window, out_shape=red.shape, resampling=Resampling.nearest,
@@ -238,36 +241,38 @@ def sample_evidence(item: pystac.Item, geobox: GeoBox, masked: Iterable[int] = (
 
 
 class _opened:
-    """``rasterio.open`` whose failure names the item and asset."""
+    """The process's kept dataset of ``href`` (:mod:`ingestion.imagery.datasets`, held under its lock), whose
+    failure to open names the item and asset."""
 
-    def __init__(self, item_id: str, key: str, href: str) -> None:
-        self.item_id, self.key, self.href = item_id, key, href
+    def __init__(self, item_id: str, key: str, href: str, options: Mapping[str, str | int] | None) -> None:
+        self.item_id, self.key, self.href, self.options = item_id, key, href, options
 
     def __enter__(self) -> rasterio.DatasetReader:
+        self.use = opened(self.href, self.options)
         try:
-            self.src = rasterio.open(self.href)
+            return self.use.__enter__()
         except READ_ERRORS as exc:
             raise UnreadableAssetError(self.item_id, self.key, self.href, exc) from exc
-        return self.src
 
     def __exit__(self, *exc: object) -> None:
-        self.src.close()
+        self.use.__exit__(*exc)
 
 
 def check_offsets(items: Sequence[pystac.Item], geobox: GeoBox, masked: Iterable[int] = (),
                   gdal_options: Mapping[str, str | int] | None = None, threads: int = CHECK_THREADS
                   ) -> OffsetCheck:
-    """Decide every item's offset from a sample of its pixels over ``geobox`` (any CRS), ``threads`` at once.
+    """Decide every item's offset from a sample of its pixels over ``geobox`` (any CRS), ``threads`` at once,
+    reading with ``gdal_options`` (default: the pipeline's, :func:`ingestion.imagery.gdal_env.gdal_options`).
 
     Logs each decision, and a warning naming every item whose pixels contradict its metadata.
     """
     masked = tuple(masked)
-    options = dict(gdal_options or {})
+    options = default_gdal_options() if gdal_options is None else dict(gdal_options)
 
     def one(item: pystac.Item) -> OffsetDecision | UnreadableAssetError:
         with rasterio.Env(**options):
             try:
-                return decide(item, sample_evidence(item, geobox, masked))
+                return decide(item, sample_evidence(item, geobox, masked, options=options))
             except UnreadableAssetError as exc:
                 return exc
 

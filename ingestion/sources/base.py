@@ -12,7 +12,8 @@ import abc
 import datetime as dt
 import enum
 import logging
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -235,6 +236,28 @@ def apply_selection_rules(items: Iterable[pystac.Item], query: SceneQuery) -> Sc
     return SceneSelection(tuple(kept), tuple(decisions))
 
 
+#: Footprints built from items' GeoJSON, by the identity of the geometry dict (held here, so the identity is
+#: never reused while cached): a batch searches the same items (one catalog walk, or one API page) once per
+#: area-year, and ``shapely.geometry.shape`` builds a Sentinel-2 footprint point by point, about 4 ms each.
+_FOOTPRINTS: OrderedDict[int, tuple[dict[str, Any], BaseGeometry]] = OrderedDict()
+_FOOTPRINTS_KEPT = 4096
+_FOOTPRINTS_LOCK = threading.Lock()
+
+
+def footprint(geometry: dict[str, Any]) -> BaseGeometry:
+    """A GeoJSON geometry (an item's footprint, EPSG:4326) as shapely, built once per geometry object."""
+    with _FOOTPRINTS_LOCK:
+        kept = _FOOTPRINTS.get(id(geometry))
+        if kept is not None and kept[0] is geometry:
+            return kept[1]
+    built = shape(geometry)
+    with _FOOTPRINTS_LOCK:
+        _FOOTPRINTS[id(geometry)] = (geometry, built)
+        while len(_FOOTPRINTS) > _FOOTPRINTS_KEPT:
+            _FOOTPRINTS.popitem(last=False)
+    return built
+
+
 def _drop_reason(item: pystac.Item, query: SceneQuery, seen: set[str]) -> tuple[DropReason, str] | None:
     if item.id in seen:
         return DropReason.DUPLICATE, "same item id returned twice"
@@ -248,7 +271,7 @@ def _drop_reason(item: pystac.Item, query: SceneQuery, seen: set[str]) -> tuple[
         return DropReason.BAD_METADATA, f"eo:cloud_cover is {cover!r}"
     if cover >= query.cloud_cover_max:
         return DropReason.CLOUD_COVER, f"{cover}% >= {query.cloud_cover_max}%"
-    if item.geometry is None or not shape(item.geometry).intersects(query.aoi):
+    if item.geometry is None or not footprint(item.geometry).intersects(query.aoi):
         return DropReason.NO_OVERLAP, "item footprint does not intersect the area"
     missing = [key for key in REQUIRED_ASSETS if key not in item.assets]
     if missing:
