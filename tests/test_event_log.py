@@ -1,0 +1,135 @@
+"""The project's Dagster event log (dagster_project/event_log.py): the stock SQLite files, one connection per file
+per process, correct under concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from dagster_project.event_log import PooledSqliteEventLogStorage
+from tests.conftest import PROJECT_ROOT
+from tests.helpers import dagster_instance
+
+PARTITIONS = [f"p{i:03d}" for i in range(60)]
+
+JOB = textwrap.dedent("""
+    import sys
+    import dagster as dg
+
+    parts = dg.StaticPartitionsDefinition([f"p{i:03d}" for i in range(60)])
+
+    def materialise(instance, prefix):
+        @dg.asset(partitions_def=parts, backfill_policy=dg.BackfillPolicy.single_run(), key_prefix=[prefix])
+        def thing(context):
+            for key in context.partition_keys:
+                context.add_asset_metadata({"key": key}, partition_key=key)
+            return dg.MaterializeResult()
+
+        job = dg.Definitions(assets=[thing]).resolve_implicit_global_asset_job_def()
+        tags = {"dagster/asset_partition_range_start": parts.get_first_partition_key(),
+                "dagster/asset_partition_range_end": parts.get_last_partition_key()}
+        return job.execute_in_process(instance=instance, tags=tags).success
+
+    if __name__ == "__main__":
+        with dg.DagsterInstance.get() as instance:
+            assert materialise(instance, sys.argv[1])
+""")
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster_project" / "dagster.yaml").read_text())
+    return home
+
+
+def _materialised(instance: dg.DagsterInstance, prefix: str) -> set[str]:
+    return instance.get_materialized_partitions(dg.AssetKey([prefix, "thing"]))
+
+
+def _stock(home: Path) -> dg.DagsterInstance:
+    """The same folder opened with Dagster's own storage (no dagster.yaml)."""
+    plain = home.parent / "plain"
+    plain.mkdir(exist_ok=True)
+    (plain / "dagster.yaml").write_text(
+        f"event_log_storage:\n  module: dagster._core.storage.event_log\n  class: SqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
+        f"run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n"
+        f"  config:\n    base_dir: {home / 'history'}\n")
+    return dg.DagsterInstance.from_config(str(plain))
+
+
+def test_concurrent_processes_record_every_partition_readable_by_dagsters_own_storage(tmp_path):
+    home = _home(tmp_path)
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with dagster_instance(home):  # the instance's files exist, as after `make dev` or a first run
+        pass
+    procs = [subprocess.Popen([sys.executable, str(script), prefix], env=env, cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for prefix in ("a", "b")]
+    for proc in procs:
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output[-3000:]
+        assert "database is locked" not in output
+    with dagster_instance(home) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        for prefix in ("a", "b"):
+            assert _materialised(instance, prefix) == set(PARTITIONS)
+        runs = instance.get_runs()
+        assert len(runs) == 2 and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+        planned = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                                                                   asset_key=dg.AssetKey(["a", "thing"])))
+        assert len(planned) == len(PARTITIONS)
+    with _stock(home) as stock:
+        assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+        for prefix in ("a", "b"):
+            assert _materialised(stock, prefix) == set(PARTITIONS)
+
+
+def test_a_process_opens_each_file_once_and_wipe_starts_afresh(tmp_path):
+    home = _home(tmp_path)
+    namespace: dict = {}
+    exec(compile(JOB.replace('if __name__ == "__main__":', "if False:"), "job", "exec"), namespace)
+    opened: list[str] = []
+
+    def count(dbapi_connection, record):  # every new SQLite connection of any engine in this process: its file
+        opened.append(dbapi_connection.execute("pragma database_list").fetchall()[0][2])
+
+    event.listen(Engine, "connect", count)
+    try:
+        with dagster_instance(home) as instance:
+            assert namespace["materialise"](instance, "a")  # the first run (creates the index's tables)
+            before = len(opened)
+            assert namespace["materialise"](instance, "b")
+            # 60 planned events and 60 materialisations, with step and run events: only the new run's file is
+            # opened, once; the index stays open (the run storage, history/runs.db, is Dagster's own)
+            run_id = instance.get_runs(limit=1)[0].run_id
+            assert len(instance.all_logs(run_id)) > 2 * len(PARTITIONS)
+            events_dir = home / "history" / "runs"
+            assert [Path(f).name for f in opened[before:] if Path(f).parent == events_dir] == [f"{run_id}.db"]
+            assert _materialised(instance, "a") == _materialised(instance, "b") == set(PARTITIONS)
+            instance.wipe()
+            assert _materialised(instance, "a") == set()
+            # the deleted run files are closed, not kept open (and written to) behind the new ones
+            held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.exists()]
+            assert not [f for f in held if f.startswith(str(events_dir)) and f.endswith("(deleted)")]
+            assert namespace["materialise"](instance, "a")
+            assert _materialised(instance, "a") == set(PARTITIONS)
+    finally:
+        event.remove(Engine, "connect", count)
+
+
+def test_without_dagster_home_the_error_says_what_to_set(tmp_path, monkeypatch):
+    home = _home(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(ValueError, match="set DAGSTER_HOME"):
+        dg.DagsterInstance.from_config(str(home))
