@@ -153,6 +153,23 @@ def test_metadata_alone_would_be_wrong_on_the_sample(sample_area):
     assert np.nanmax(np.abs(comp.ndvi - truth)) > 0.1
 
 
+def test_a_small_area_is_sampled_at_sceneclassifications_20_m_not_finer(sample_area):
+    """A 1.2 km area: its 120 × 120 px of 10 m red are sampled at 20 m (SCL's own pixels), 60 × 60 at most."""
+    from ingestion.imagery.offset_check import SAMPLE_MIN_PIXEL_M, sample_evidence
+
+    items, area_geobox = _select(sample_area, "local-stac", None)
+    left, bottom = area_geobox.boundingbox.left, area_geobox.boundingbox.bottom
+    side = 1200
+    small = GeoBox.from_bbox((left + 500, bottom + 500, left + 500 + side, bottom + 500 + side),
+                             area_geobox.crs, resolution=10)
+    at_most = (side / SAMPLE_MIN_PIXEL_M) ** 2
+    counts = [sample_evidence(item, small).vegetation_pixels for item in items]
+    assert max(counts) <= at_most < (side / 10) ** 2
+    assert max(counts) > at_most / 4  # mostly vegetation here: the sample is not empty either
+    assert all(d.verdict is not OffsetVerdict.INCONCLUSIVE for d in
+               (sample_evidence(item, small) for item in items) if d.vegetation_pixels >= MIN_VEGETATION_PIXELS)
+
+
 # --- a real scene with no vegetation: inconclusive, metadata rule kept -----------------------------------------
 
 def _real_desert_item(shared_data: Path, **props) -> pystac.Item:
