@@ -57,7 +57,8 @@ def test_outline_keeps_holes_and_aspect():
 
 def test_choropleth_fills_each_district_with_its_class_colour_in_proportion_to_its_area():
     """Four districts of areas 1 : 2 : 3 : 4 in four classes: each class colour covers its district's share of
-    the map, and a district without a value is hatched grey."""
+    the map, and a district without a value is hatched grey. Each value is its class's upper bound, which
+    belongs to the class (as in breaks.json and the web map)."""
     import geopandas as gpd
 
     from ingestion.export.preview import choropleth_png
@@ -65,7 +66,7 @@ def test_choropleth_fills_each_district_with_its_class_colour_in_proportion_to_i
     widths = [100, 200, 300, 400]
     lefts = np.cumsum([0, *widths[:-1]])
     shapes = [box(left, 0, left + w, 500) for left, w in zip(lefts, widths, strict=True)]
-    stats = gpd.GeoDataFrame({"district_code": list("abcde"), "v": [0.1, 0.3, 0.5, 0.7, None]},
+    stats = gpd.GeoDataFrame({"district_code": list("abcde"), "v": [0.2, 0.4, 0.6, 0.8, None]},
                              geometry=[*shapes, box(1000, 0, 1100, 500)], crs="EPSG:28992")
     colors = ["#ff0000", "#00ff00", "#0000ff", "#ffff00"]
     breaks = {"min": 0.0, "bins": [0.2, 0.4, 0.6, 0.8], "colors": colors}
