@@ -10,7 +10,7 @@ processes (SQLite locks per transaction, not per connection). The tables it chec
 remembered, not looked up again for each event.
 
 Configured in ``dagster.yaml`` (``event_log_storage``); ``base_dir`` defaults to where Dagster's default
-storage keeps events (``$DAGSTER_HOME/history/runs``): an instance is found by ``DAGSTER_HOME``.
+storage keeps events: ``history/runs`` in the instance's folder (the one holding that ``dagster.yaml``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import Field, StringSource
+from dagster import DagsterInstance, Field, StringSource
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
@@ -38,10 +38,20 @@ BUSY_TIMEOUT_S = 30
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` that keeps one connection per database file open (module docstring)."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._tables: set[str] = set()
-        super().__init__(base_dir, inst_data)
+        self._inst_data = inst_data
+        if base_dir:
+            super().__init__(base_dir, inst_data)
+        # else: opened by register_instance, in the folder of the instance it belongs to
+
+    def register_instance(self, instance: DagsterInstance) -> None:
+        """Open the event log in ``<instance folder>/history/runs`` (where Dagster's default storage keeps it)
+        unless a ``base_dir`` was configured: the instance's own folder, whatever ``DAGSTER_HOME`` says."""
+        if not hasattr(self, "_base_dir"):
+            super().__init__(os.path.join(instance.root_directory, "history", "runs"), self._inst_data)
+        super().register_instance(instance)
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -50,14 +60,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
                           ) -> PooledSqliteEventLogStorage:
-        base_dir = config_value.get("base_dir")
-        if not base_dir:
-            home = os.environ.get("DAGSTER_HOME")
-            if not home:
-                raise ValueError("event_log_storage (dagster_project.event_log.PooledSqliteEventLogStorage): set "
-                                 "DAGSTER_HOME to the instance's folder, or config.base_dir to its event log folder")
-            base_dir = os.path.join(home, "history", "runs")
-        return cls(base_dir, inst_data=inst_data)
+        return cls(config_value.get("base_dir"), inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:
         """The shard's engine (one connection, made on first use); the least recently used beyond

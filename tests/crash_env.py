@@ -17,7 +17,6 @@ import dagster as dg
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import dagster_instance
 
 CLI = str(Path(sys.executable).with_name("ndvi-pipeline"))
 DBT_CLI = str(Path(sys.executable).with_name("ndvi-dbt"))
@@ -81,19 +80,19 @@ class PipelineProcess:
 
 def slot_holders(home: Path, pool: str) -> list[str]:
     """The run ids holding a slot of ``pool`` in the instance at ``home``."""
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         info = instance.event_log_storage.get_concurrency_info(pool)
         return [slot.run_id for slot in info.claimed_slots]
 
 
 def run_status(home: Path, run_id: str) -> tuple[dg.DagsterRunStatus, dict[str, str]]:
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.get_run_by_id(run_id)
         return run.status, dict(run.tags)
 
 
 def failure_messages(home: Path, run_id: str) -> list[str]:
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         events = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         return [e.message for e in events]
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-import dagster as dg
 import numpy as np
 import rasterio
 import rasterio.windows
@@ -137,20 +136,3 @@ def zonal_benchmark() -> ModuleType:
     sys.modules["zonal_stats"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-@contextmanager
-def dagster_instance(home: Path) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance at ``home``, opened as a user's process opens it: with ``DAGSTER_HOME`` set (the
-    project's event log storage finds its folder by it), which is restored at once."""
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        instance = dg.DagsterInstance.from_config(str(home))
-    finally:
-        if previous is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = previous
-    with instance:
-        yield instance

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import dagster as dg
 import geopandas as gpd
 import psycopg
 import pytest
@@ -28,7 +29,7 @@ from ingestion.config import load_config
 from ingestion.export.webmap_data import change_scale
 from tests.browser import ARTIFACTS, serve_directory
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import dagster_instance, free_port
+from tests.helpers import free_port
 from tests.pipeline_env import AREA, reset_database, write_area_config
 
 YEARS = [2019, 2021, 2024]  # 2021 is all cloud in the sample area
@@ -48,7 +49,7 @@ def built(sample_area, database_url, tmp_path_factory) -> Iterator[dict]:
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster_project" / "dagster.yaml").read_text())
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         results = run(load_config(config), years=YEARS, instance=instance, echo=lambda line: None)
     assert all(r.success for r in results)
     try:

@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import dagster_instance
 from tests.pipeline_env import AREA, reset_database, write_area_config
 
 CLI = str(Path(sys.executable).with_name("ndvi-pipeline"))
@@ -40,7 +40,7 @@ def test_run_prints_one_line_per_step_and_records_runs_under_the_real_jobs(sampl
     assert f"{AREA} 2024" in composite and "scenes kept 7, dropped 1" in composite
     assert "DEBUG" not in done.stdout + done.stderr and "dbt build" not in done.stdout
     assert (out / AREA / "latest" / "ndvi_map.html").exists()
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = sorted(r.job_name for r in instance.get_runs())
     assert jobs == ["area_inputs", "latest_ndvi", "yearly_ndvi"]
 

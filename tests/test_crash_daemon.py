@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
@@ -23,7 +24,7 @@ from ingestion.config import load_config
 from ingestion.db.dbt_lock import DBT_LOCK_KEY
 from tests.conftest import PROJECT_ROOT
 from tests.crash_env import area_config, dagster_home, slot_holders, wait_for
-from tests.helpers import dagster_instance, free_port
+from tests.helpers import free_port
 from tests.pipeline_env import reset_database
 
 AREA, YEAR = "daemon", 2024
@@ -88,7 +89,7 @@ def test_daemon_run_killed_during_composite_and_during_dbt_is_released_and_the_n
     reset_database(database_url, out)
     home = dagster_home(tmp_path)
     config = area_config(tmp_path / "daemon.yaml", sample_area, out, [YEAR], area=AREA)
-    with dagster_instance(home) as instance:  # the area's inputs, as a first run would
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # the area's inputs, as a first run would
         assert all(r.success for r in run(load_config(config), years=[], instance=instance, latest=False,
                                           echo=lambda line: None))
     port = free_port()

@@ -12,7 +12,6 @@ import pytest
 from ingestion.cli.dbt import needs_lock
 from ingestion.db.dbt_lock import lock_holder
 from tests.crash_env import DBT_CLI, PipelineProcess, area_config, cli_env, dagster_home, wait_for
-from tests.helpers import dagster_instance
 from tests.pipeline_env import reset_database, run_pipeline
 
 
@@ -63,7 +62,7 @@ def test_manual_dbt_build_racing_a_dagster_dbt_step_refuses_or_waits_for_it(samp
     got = manual.lines.index("ndvi-dbt: got the dbt lock")
     assert any("Running with dbt" in line for line in manual.lines[got:])
     assert not any("already exists" in line for line in manual.lines)
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert sorted(r.job_name for r in runs) == ["area_inputs", "latest_ndvi", "yearly_ndvi"]
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}

@@ -10,13 +10,11 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
-import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from dagster_project.event_log import PooledSqliteEventLogStorage
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import dagster_instance
 
 PARTITIONS = [f"p{i:03d}" for i in range(60)]
 
@@ -72,7 +70,7 @@ def test_concurrent_processes_record_every_partition_readable_by_dagsters_own_st
     script = tmp_path / "job.py"
     script.write_text(JOB)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    with dagster_instance(home):  # the instance's files exist, as after `make dev` or a first run
+    with dg.DagsterInstance.from_config(str(home)):  # the instance's files exist, as after `make dev` or a first run
         pass
     procs = [subprocess.Popen([sys.executable, str(script), prefix], env=env, cwd=PROJECT_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for prefix in ("a", "b")]
@@ -80,7 +78,7 @@ def test_concurrent_processes_record_every_partition_readable_by_dagsters_own_st
         output = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, output[-3000:]
         assert "database is locked" not in output
-    with dagster_instance(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
         for prefix in ("a", "b"):
             assert _materialised(instance, prefix) == set(PARTITIONS)
@@ -106,7 +104,7 @@ def test_a_process_opens_each_file_once_and_wipe_starts_afresh(tmp_path):
 
     event.listen(Engine, "connect", count)
     try:
-        with dagster_instance(home) as instance:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
             assert namespace["materialise"](instance, "a")  # the first run (creates the index's tables)
             before = len(opened)
             assert namespace["materialise"](instance, "b")
@@ -128,8 +126,17 @@ def test_a_process_opens_each_file_once_and_wipe_starts_afresh(tmp_path):
         event.remove(Engine, "connect", count)
 
 
-def test_without_dagster_home_the_error_says_what_to_set(tmp_path, monkeypatch):
+def test_an_instance_opened_by_its_folder_keeps_its_events_there_whatever_dagster_home_says(tmp_path, monkeypatch):
     home = _home(tmp_path)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with pytest.raises(ValueError, match="set DAGSTER_HOME"):
-        dg.DagsterInstance.from_config(str(home))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(elsewhere))
+    namespace: dict = {}
+    exec(compile(JOB.replace('if __name__ == "__main__":', "if False:"), "job", "exec"), namespace)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert namespace["materialise"](instance, "a")
+        run_id = instance.get_runs()[0].run_id
+    assert (home / "history" / "runs" / f"{run_id}.db").exists()
+    assert not list(elsewhere.iterdir())
+    with _stock(home) as stock:
+        assert _materialised(stock, "a") == set(PARTITIONS)
