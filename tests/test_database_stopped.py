@@ -18,7 +18,7 @@ from dagster_project.cli import run
 from dagster_project.failures import FAILURE_TAG
 from ingestion.config import load_config
 from ingestion.db.embedded import EmbeddedCluster
-from tests.crash_env import area_config, dagster_home, slot_holders, wait_for
+from tests.crash_env import area_config, dagster_home, wait_for
 from tests.helpers import free_port
 from tests.test_fault_causes import WRAPPER_TEXT
 
@@ -59,7 +59,10 @@ def test_postgres_stopped_mid_year_names_the_server_keeps_earlier_years_and_a_re
         year = threading.Thread(target=lambda: results.extend(
             run(config, years=[2024], instance=instance, inputs=False, echo=lines.append)))
         year.start()
-        wait_for(lambda: slot_holders(home_dir, "composite"), "the 2024 composite to start")
+        # polled through the run's own instance: a fresh instance per poll (slot_holders) loads Dagster's
+        # migrations each time, slower than this small composite, which could end unseen between two polls
+        wait_for(lambda: instance.event_log_storage.get_concurrency_info("composite").claimed_slots,
+                 "the 2024 composite to start")
         cluster.stop()  # while the composite runs: its load and dbt steps find no server
         year.join()
         assert not results[-1].success and not cluster.is_running()
