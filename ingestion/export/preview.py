@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import matplotlib
@@ -60,18 +62,9 @@ def outline_png(shapes: Iterable[BaseGeometry], max_pixels: int = 400, fill: tup
     size = (max(1, int(np.ceil((maxx - minx) * scale)) + 4), max(1, int(np.ceil((maxy - miny) * scale)) + 4))
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-
-    def pixels(ring) -> list[tuple[float, float]]:
-        xy = np.asarray(ring.coords)[:, :2]
-        return list(zip((xy[:, 0] - minx) * scale + 2, (maxy - xy[:, 1]) * scale + 2, strict=True))
-
+    frame = _Frame(minx, maxy, scale, 2, 2)
     for shape in shapes:
-        for polygon in getattr(shape, "geoms", [shape]):
-            if polygon.geom_type != "Polygon":
-                continue
-            draw.polygon(pixels(polygon.exterior), fill=fill, outline=edge)
-            for hole in polygon.interiors:
-                draw.polygon(pixels(hole), fill="white", outline=edge)
+        _draw_polygons(draw, shape, frame, fill, "white", edge)
     return _png(image)
 
 
@@ -79,6 +72,37 @@ def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """World coordinates (a projected CRS, north up) to image pixels: ``(x0, y0)`` is where (minx, maxy) lands,
+    ``scale`` pixels per unit."""
+
+    minx: float
+    maxy: float
+    scale: float
+    x0: float
+    y0: float
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + (x - self.minx) * self.scale, self.y0 + (self.maxy - y) * self.scale
+
+    def ring(self, ring) -> list[tuple[float, float]]:
+        xy = np.asarray(ring.coords)[:, :2]
+        return list(zip(*self.point(xy[:, 0], xy[:, 1]), strict=True))
+
+
+def _draw_polygons(draw: ImageDraw.ImageDraw, geometry: BaseGeometry | None, frame: _Frame, fill: Any,
+                   hole_fill: Any, outline: Any = None, width: int = 1) -> None:
+    """Each polygon part of ``geometry``: its exterior filled ``fill``, its holes ``hole_fill``, edged ``outline``
+    (``width`` px; None: no edge)."""
+    for polygon in shapely.get_parts(geometry) if geometry is not None else ():
+        if polygon.geom_type != "Polygon" or polygon.is_empty:
+            continue
+        draw.polygon(frame.ring(polygon.exterior), fill=fill, outline=outline, width=width)
+        for hole in polygon.interiors:
+            draw.polygon(frame.ring(hole), fill=hole_fill, outline=outline, width=width)
 
 
 #: Above this many districts with a value the PNG carries no value labels: they would overlap into a grey
@@ -113,10 +137,6 @@ def class_index(values: np.ndarray, bins: list[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.asarray(bins, dtype=float), values, side="left"), len(bins) - 1)
 
 
-def _rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-
-
 def _choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: str) -> bytes:
     ss = SUPERSAMPLE
     width, height = MAP_PX[0] * ss, MAP_PX[1] * ss
@@ -130,39 +150,25 @@ def _choropleth_png(stats: gpd.GeoDataFrame, column: str, breaks: dict, title: s
     left, top, right, bottom = 8 * ss, 40 * ss, width - 160 * ss, height - 8 * ss
     minx, miny, maxx, maxy = stats.total_bounds
     scale = min((right - left) / max(maxx - minx, 1e-9), (bottom - top) / max(maxy - miny, 1e-9))
-    x0 = left + ((right - left) - (maxx - minx) * scale) / 2
-    y0 = top + ((bottom - top) - (maxy - miny) * scale) / 2
-
-    def pixels(ring) -> list[tuple[float, float]]:
-        xy = np.asarray(ring.coords)[:, :2]
-        return list(zip(x0 + (xy[:, 0] - minx) * scale, y0 + (maxy - xy[:, 1]) * scale, strict=True))
-
+    frame = _Frame(minx, maxy, scale, left + ((right - left) - (maxx - minx) * scale) / 2,
+                   top + ((bottom - top) - (maxy - miny) * scale) / 2)
     values = pd.to_numeric(stats[column], errors="coerce").astype(float).to_numpy()
     has = np.isfinite(values)
-    colours = [_rgb(c) for c in breaks["colors"]]
+    colours = breaks["colors"]  # hex strings, as Pillow takes them
     classes = class_index(values, breaks["bins"])
     labelled = int(has.sum()) <= MAX_LABELS
-    edge = ss if labelled else 0  # no borders where districts are many and small: they would grey the map
+    edge = ("white", ss) if labelled else (None, 0)  # no borders where districts are many and small
     no_value = Image.new("L", (width, height), 0)  # where districts without a value lie: hatched afterwards
     mark = ImageDraw.Draw(no_value)
     for geometry, valued, cls in zip(stats.geometry, has, classes, strict=True):
-        fill = colours[cls] if valued else NO_VALUE_RGB
-        for polygon in shapely.get_parts(geometry) if geometry is not None else ():
-            if polygon.geom_type != "Polygon" or polygon.is_empty:
-                continue
-            draw.polygon(pixels(polygon.exterior), fill=fill, outline="white" if edge else None, width=edge)
-            for hole in polygon.interiors:
-                draw.polygon(pixels(hole), fill="white", outline="white" if edge else None, width=edge)
-            if not valued:
-                mark.polygon(pixels(polygon.exterior), fill=255)
-                for hole in polygon.interiors:
-                    mark.polygon(pixels(hole), fill=0)
+        _draw_polygons(draw, geometry, frame, colours[cls] if valued else NO_VALUE_RGB, "white", *edge)
+        if not valued:
+            _draw_polygons(mark, geometry, frame, 255, 0)
     if not has.all():
         _hatch(image, no_value, 6 * ss, ss)
     if labelled:
         for value, point in zip(values[has], stats.geometry[has].representative_point(), strict=True):
-            draw.text((x0 + (point.x - minx) * scale, y0 + (maxy - point.y) * scale), f"{value:.2f}",
-                      fill="black", anchor="mm", font=small)
+            draw.text(frame.point(point.x, point.y), f"{value:.2f}", fill="black", anchor="mm", font=small)
     _legend(draw, breaks, colours, column, not has.all(), (width - 150 * ss, top + 20 * ss), font, ss)
     image = image.reduce(ss) if ss > 1 else image  # box filter: each pixel the mean of its ss × ss
     return _png(image)
@@ -177,7 +183,7 @@ def _hatch(image: Image.Image, where: Image.Image, spacing: int, line: int) -> N
     image.paste((255, 255, 255), mask=Image.fromarray(np.minimum(np.asarray(lines), np.asarray(where))))
 
 
-def _legend(draw: ImageDraw.ImageDraw, breaks: dict, colours: list[tuple[int, int, int]], column: str,
+def _legend(draw: ImageDraw.ImageDraw, breaks: dict, colours: list[str], column: str,
             no_value: bool, origin: tuple[int, int], font: ImageFont.FreeTypeFont, ss: int) -> None:
     """The classes top (highest) to bottom, each a swatch and its range; then "no value" when any."""
     x, y = origin
