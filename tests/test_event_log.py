@@ -115,6 +115,13 @@ def test_a_process_opens_each_file_once_and_wipe_starts_afresh(tmp_path):
             events_dir = home / "history" / "runs"
             assert [Path(f).name for f in opened[before:] if Path(f).parent == events_dir] == [f"{run_id}.db"]
             assert _materialised(instance, "a") == _materialised(instance, "b") == set(PARTITIONS)
+            # every open file (index and run) is in WAL mode and commits without a sync to disk
+            engines = instance.event_log_storage._engines
+            assert "index" in engines and run_id in engines
+            for engine in engines.values():
+                with engine.connect() as conn:
+                    assert conn.exec_driver_sql("pragma journal_mode").scalar() == "wal"
+                    assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL (FULL is 2)
             instance.wipe()
             assert _materialised(instance, "a") == set()
             # the deleted run files are closed, not kept open (and written to) behind the new ones
