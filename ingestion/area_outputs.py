@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -22,10 +23,27 @@ def aoi_path(cfg: AreaConfig) -> Path:
     return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
+#: The last read of each AOI file in this process, keyed by the file's identity (inode, modification time in
+#: ns, size): a batch reads an area's AOI once per year and per update check, and a GeoPackage read costs about
+#: 10 ms. The AOI is published by an atomic rename, so a rewritten file is a new inode and is read again.
+_AOIS: dict[Path, tuple[tuple[int, int, int], BaseGeometry, str]] = {}
+_AOIS_LOCK = threading.Lock()
+
+
 def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
-    """The stored AOI geometry and its CRS (materialise ``aoi_boundary`` first)."""
+    """The stored AOI geometry (the area's working CRS) and that CRS (materialise ``aoi_boundary`` first)."""
     path = aoi_path(cfg)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first") from None
+    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    with _AOIS_LOCK:
+        cached = _AOIS.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1], cached[2]
     aoi = gpd.read_file(path)
-    return aoi.union_all(), aoi.crs.to_string()
+    geometry, crs = aoi.union_all(), aoi.crs.to_string()
+    with _AOIS_LOCK:
+        _AOIS[path] = (identity, geometry, crs)
+    return geometry, crs

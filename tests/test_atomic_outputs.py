@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+from types import SimpleNamespace
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.transform import from_origin
+from shapely.geometry import box
 
+from ingestion.area_outputs import aoi_path, read_aoi
 from ingestion.atomic import OutputWriteError, temp_name, write_text
 from ingestion.export.breaks import write_breaks
 from ingestion.imagery.cog import write_array_cog
+from ingestion.pipeline import build_aoi
 
 BREAKS = {"scheme": "FisherJenks", "k": 2, "bins": [0.2, 0.6], "min": 0.1, "max": 0.6, "colors": ["#a", "#b"]}
 
@@ -94,3 +99,24 @@ def test_full_disk_during_a_cog_write_names_the_cog_and_free_space_and_keeps_the
     with rasterio.open(cog) as src:
         assert src.read(1)[0, 0] == pytest.approx(0.5)
     assert sorted(p.name for p in folder.iterdir()) == [cog.name]  # no temporary file
+
+
+def test_a_rewritten_aoi_is_read_again_not_served_from_the_cache(tmp_path):
+    """read_aoi keeps each AOI file's last read (a batch reads it once per year); the next read after
+    aoi_boundary rewrote it (same size: one square moved) returns the new geometry, and a deleted one fails."""
+    area = SimpleNamespace(area_dir=tmp_path / "west", boundary=None, name="west")
+
+    def write(x0: float) -> None:
+        districts = gpd.GeoDataFrame({"district_code": ["a"]}, geometry=[box(x0, 0, x0 + 1000, 1000)],
+                                     crs="EPSG:28992")
+        build_aoi(area, districts)
+
+    write(0)
+    size = aoi_path(area).stat().st_size
+    assert read_aoi(area)[0].bounds == (0, 0, 1000, 1000) and read_aoi(area)[1] == "EPSG:28992"
+    write(500)
+    assert aoi_path(area).stat().st_size == size
+    assert read_aoi(area)[0].bounds == (500, 0, 1500, 1000)
+    aoi_path(area).unlink()
+    with pytest.raises(FileNotFoundError, match="materialise the aoi_boundary asset first"):
+        read_aoi(area)
