@@ -25,6 +25,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -106,10 +107,17 @@ def reset(url: str) -> None:
         conn.execute("drop schema if exists raw cascade")
 
 
+def fresh_outputs(config: Path) -> None:
+    """Empty the config's ``output_dir``: a run over the last run's composites would skip them (inputs
+    unchanged) and time the no-op path, not a first build."""
+    shutil.rmtree(yaml.safe_load(config.read_text())["output_dir"], ignore_errors=True)
+
+
 def run_once(config: Path, url: str, work: Path) -> dict:
-    """``ndvi-pipeline run --config`` in a fresh Dagster home: wall, CPU and peak RSS of the process tree, and
-    the step seconds it printed, summed by step."""
+    """``ndvi-pipeline run --config`` in a fresh Dagster home, database and output folder: wall, CPU and peak
+    RSS of the process tree, and the step seconds it printed, summed by step."""
     reset(url)
+    fresh_outputs(config)
     home = work / f"home-{time.monotonic_ns()}"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
@@ -198,9 +206,10 @@ def step_failures(home: Path, run_id: str) -> str:
 def run_ui(config: Path, url_db: str, work: Path, areas: int) -> dict:
     """The UI path: ``dagster dev`` on a fresh Dagster home, backfills of :data:`UI_STAGES` over all partitions
     launched through GraphQL one after the other (as the UI's Materialize button does), and the latest
-    automation. Wall time from
-    the launch until the last run (every area's latest layer written) ended; also the runs it took."""
+    automation, in a fresh database and output folder. Wall time from the launch until the last run (every
+    area's latest layer written) ended; also the runs it took."""
     reset(url_db)
+    fresh_outputs(config)
     home = work / f"home-ui-{time.monotonic_ns()}"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
