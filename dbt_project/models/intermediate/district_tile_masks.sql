@@ -176,15 +176,17 @@ district_span_tiles as (
 
 district_cell_slices as (
 
-    -- each new tile cell of the district: the span's tile at its position, as an array (0 turned into null:
-    -- nodata), and the count of pixel centres inside
+    -- each new tile cell of the district: the span's tile at its position, and the count of pixel centres
+    -- inside (ST_Count of the non-nodata pixels: a C loop; counting the dumped array's elements in SQL and
+    -- dumping every tile, needed or not, took 8 of the 18 s of 14,000 districts)
     select
         span_tiles.area_code,
         span_tiles.district_code,
         span_tiles.districts_version,
         new_cells.cell,
         new_cells.cell_width * new_cells.cell_height as cell_pixels,
-        array_replace(st_dumpvalues(span_tiles.tile, 1, false), 0::double precision, null) as pixel_mask
+        span_tiles.tile,
+        st_count(span_tiles.tile, 1, true) as inside_pixels
     from district_span_tiles as span_tiles
     inner join new_cells
         on new_cells.area_code = span_tiles.area_code
@@ -193,21 +195,6 @@ district_cell_slices as (
         and new_cells.tile_row
             = round((span_tiles.grid_ymax - st_upperlefty(span_tiles.tile)) / span_tiles.step_y)::int
 
-),
-
-masks as (
-
-    select
-        area_code,
-        district_code,
-        districts_version,
-        cell,
-        cell_pixels,
-        pixel_mask,
-        -- array_to_string skips nulls: one '1' per pixel centre inside the district
-        length(array_to_string(pixel_mask, '')) as inside_pixels
-    from district_cell_slices
-
 )
 
 select
@@ -215,8 +202,12 @@ select
     district_code::text as district_code,
     cell::geometry as cell,
     (inside_pixels = cell_pixels)::boolean as covers_cell,
-    -- a tile whose every pixel centre is inside is taken whole: no mask
-    (case when inside_pixels < cell_pixels then pixel_mask end)::double precision[] as pixel_mask,
+    -- a tile whose every pixel centre is inside is taken whole: no mask; else the tile as an array, 0 (nodata,
+    -- outside) turned into null, dumped only here
+    (case
+        when inside_pixels < cell_pixels
+            then array_replace(st_dumpvalues(tile, 1, false), 0::double precision, null)
+    end)::double precision[] as pixel_mask,
     districts_version::text as districts_version
-from masks
+from district_cell_slices
 where inside_pixels > 0
