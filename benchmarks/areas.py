@@ -215,11 +215,16 @@ def run_ui(config: Path, url_db: str, work: Path, areas: int) -> dict:
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
     env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url_db, "NDVI_CONFIG": str(config)}
+    # the areas of an area_column config are recorded in the (emptied) output folder: the code location needs
+    # them, and the CLI says so; a user runs this once
+    subprocess.run([CLI, "areas", "--config", str(config)], env=env, check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p",
-                             str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = home / "dagster-dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p",
+                                 str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -229,7 +234,8 @@ def run_ui(config: Path, url_db: str, work: Path, areas: int) -> dict:
             except OSError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("dagster dev did not serve the asset graph")
+                raise RuntimeError(f"dagster dev did not serve the asset graph; the end of {log}:\n"
+                                   + "\n".join(log.read_text().splitlines()[-30:]))
             time.sleep(1)
         started = time.time()
         for stage, assets in enumerate(UI_STAGES):

@@ -55,6 +55,13 @@ AFTER_ANY_YEAR = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after any year of the area")
+#: The same, for a per-area asset whose parents are per-area assets (the latest models above it, which the
+#: automation builds too): it also waits until each parent exists or is requested in the same tick. Evaluated
+#: while one year's run was still in progress, the automation once requested latest_exports with some of its
+#: parents but not ndvi_change_baseline, which a fresh deployment did not have yet: the run failed on the
+#: missing view, and the next two ticks (30 s each) rebuilt the views and the export.
+AFTER_ANY_YEAR_AND_PARENTS = (AFTER_ANY_YEAR & ~dg.AutomationCondition.any_deps_missing()).with_label(
+    "after any year of the area, every parent there")
 
 
 class NdviDbtTranslator(DagsterDbtTranslator):
@@ -70,7 +77,11 @@ class NdviDbtTranslator(DagsterDbtTranslator):
         return "analytics"
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return AFTER_ANY_YEAR if dbt_resource_props["name"] in LATEST_MODELS else None
+        if dbt_resource_props["name"] not in LATEST_MODELS:
+            return None
+        parents = {node.rsplit(".", 1)[-1] for node in dbt_resource_props.get("depends_on", {}).get("nodes", [])}
+        # a parent per area and year would be "missing" until every year of the area exists: not waited for
+        return AFTER_ANY_YEAR if parents & set(YEARLY_PARENTS) else AFTER_ANY_YEAR_AND_PARENTS
 
     def get_partition_mapping(self, dbt_resource_props: Mapping[str, Any],
                               dbt_parent_resource_props: Mapping[str, Any]) -> dg.PartitionMapping | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets.dbt import AFTER_ANY_YEAR
+from dagster_project.assets.dbt import AFTER_ANY_YEAR_AND_PARENTS
 from dagster_project.partitions import (
     BATCH_POLICY,
     PartitionFailure,
@@ -51,7 +51,7 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(group_name="exports", partitions_def=area_partitions(config), kinds={"python", "geojson"},
               backfill_policy=BATCH_POLICY, deps=[dg.AssetKey("ndvi_stats_latest"), dg.AssetKey("ndvi_change"),
                     dg.AssetKey("ndvi_change_baseline"), dg.AssetKey("ndvi_trend")],
-              automation_condition=AFTER_ANY_YEAR,
+              automation_condition=AFTER_ANY_YEAR_AND_PARENTS,
               description="{area}/latest/: the latest layer (GeoJSON), classification breaks, a PNG map and the "
                           "interactive web map (ndvi_map.html); also "
                           "re-writes every yearly GeoJSON whose statistics changed (after a re-districting).")
