@@ -7,12 +7,16 @@ the optimum is unique.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
 from ingestion.export.breaks import classify
+from tests.conftest import PROJECT_ROOT
 
 
 def optimal_upper_bounds(values: np.ndarray, k: int) -> list[float]:
@@ -80,3 +84,24 @@ def test_natural_breaks_are_reproducible_and_leave_the_global_random_state_alone
     assert classify(values, "NaturalBreaks", k=5) == first
     assert first["bins"] == pytest.approx(optimal_upper_bounds(values, 5))  # k-means finds the clear groups
 
+
+
+def test_mapclassify_is_imported_by_classify_or_in_the_background_not_with_the_pipeline():
+    """A fresh interpreter: importing the CLI (and so the pipeline) leaves mapclassify unimported; the
+    background import is started once and classifying meanwhile gives the breaks."""
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import dagster_project.cli
+        from ingestion.export.breaks import classify, import_in_background
+        assert "mapclassify" not in sys.modules
+        thread = import_in_background()
+        assert import_in_background() is thread and thread.daemon
+        print(classify(np.array([0.1, 0.2, 0.8, 0.9]), k=2)["bins"])
+        thread.join()
+        assert "mapclassify" in sys.modules
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[0.2, 0.9]"

@@ -4,12 +4,15 @@ mapclassify is imported when breaks are computed, not with this module: with num
 dependency: FisherJenks is an O(k n^2) dynamic programme, ~1.5 s at 14,000 districts compiled and 4.4 min
 in pure Python) its import compiles its kernels, several seconds that every process importing the pipeline
 (the Dagster code location, every run) would otherwise pay. If numba is missing, mapclassify's warning
-saying so is left to reach the logs.
+saying so is left to reach the logs. A run that will classify can start that import early, in the background
+(:func:`import_in_background`), while its first steps work.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,24 @@ from ingestion.atomic import write_text
 
 #: NaturalBreaks runs k-means from random starts; the notebook's breaks changed from run to run.
 NATURAL_BREAKS_SEED = 12345
+
+
+_IMPORT_LOCK = threading.Lock()
+_importing: threading.Thread | None = None
+
+
+def import_in_background() -> threading.Thread:
+    """Import mapclassify in a daemon thread (once per process; returns that thread): numba's import and the
+    compilation of FisherJenks take about 3 s of one core, which ``ndvi-pipeline run`` spends while its
+    composites read and PostgreSQL builds the statistics instead of at its last step. A :func:`classify`
+    called meanwhile waits for the import to finish (Python's import lock)."""
+    global _importing
+    with _IMPORT_LOCK:
+        if _importing is None:
+            _importing = threading.Thread(target=importlib.import_module, args=("mapclassify",),
+                                          name="import-mapclassify", daemon=True)
+            _importing.start()
+        return _importing
 
 
 def classify(values: np.ndarray, scheme: str = "FisherJenks", k: int = 5, colormap: str = "RdYlGn") -> dict:
