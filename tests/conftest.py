@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def sample_area(tmp_path_factory) -> dict:
     manifest = generate(out, [2019, 2021, 2024], seed=7, all_cloud_years=(2021,))
     manifest["root"] = out
     return manifest
+
+
+def pytest_configure(config):
+    """Tests that stop `dagster dev`, a CLI run or dbt with Ctrl-C or SIGTERM need those signals to act in the
+    processes they start. A suite started in the background by a non-interactive shell (`make test &`, `nohup`)
+    inherits SIGINT ignored, and a process's ignored signals stay ignored in every program it starts; so this
+    process takes the usual handlers back, and its children get the defaults."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
