@@ -11,6 +11,7 @@ import geopandas as gpd
 from shapely.geometry.base import BaseGeometry
 
 from ingestion.config import AreaConfig
+from ingestion.vector import file_signature
 
 
 def composite_path(cfg: AreaConfig, year: int) -> Path:
@@ -23,27 +24,26 @@ def aoi_path(cfg: AreaConfig) -> Path:
     return cfg.area_dir / "aoi" / "aoi_boundary.gpkg"
 
 
-#: The last read of each AOI file in this process, keyed by the file's identity (inode, modification time in
-#: ns, size): a batch reads an area's AOI once per year and per update check, and a GeoPackage read costs about
-#: 10 ms. The AOI is published by an atomic rename, so a rewritten file is a new inode and is read again.
-_AOIS: dict[Path, tuple[tuple[int, int, int], BaseGeometry, str]] = {}
+#: The last read of each AOI file in this process, keyed by :func:`ingestion.vector.file_signature` (size,
+#: modification time and inode of the GeoPackage and its -wal): a batch reads an area's AOI once per year and per
+#: update check, and a GeoPackage read costs about 10 ms. The AOI is published by an atomic rename, so a rewritten
+#: file is a new inode and is read again.
+_AOIS: dict[Path, tuple[tuple, BaseGeometry, str]] = {}
 _AOIS_LOCK = threading.Lock()
 
 
 def read_aoi(cfg: AreaConfig) -> tuple[BaseGeometry, str]:
     """The stored AOI geometry (the area's working CRS) and that CRS (materialise ``aoi_boundary`` first)."""
     path = aoi_path(cfg)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first") from None
-    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialise the aoi_boundary asset first")
+    signature = file_signature(path)
     with _AOIS_LOCK:
         cached = _AOIS.get(path)
-    if cached is not None and cached[0] == identity:
+    if cached is not None and cached[0] == signature:
         return cached[1], cached[2]
     aoi = gpd.read_file(path)
     geometry, crs = aoi.union_all(), aoi.crs.to_string()
     with _AOIS_LOCK:
-        _AOIS[path] = (identity, geometry, crs)
+        _AOIS[path] = (signature, geometry, crs)
     return geometry, crs

@@ -58,7 +58,7 @@ _WHOLE_FILES_KEPT = 4
 _WHOLE_FILES_LOCK = threading.Lock()
 
 
-def _signature(path: Path) -> tuple:
+def file_signature(path: Path) -> tuple:
     """Name, size, modification time (ns) and inode of every file the dataset is made of: the folder's files
     (a File Geodatabase), else the files sharing its stem (a shapefile's .shp/.dbf/.shx, a GeoPackage's -wal)."""
     files = path.rglob("*") if path.is_dir() else path.parent.glob(glob.escape(path.stem) + ".*")
@@ -68,7 +68,7 @@ def _signature(path: Path) -> tuple:
 
 def _read_whole(path: str, layer: str | None) -> gpd.GeoDataFrame:
     """``gpd.read_file(path, layer=layer)``, parsed once while its files are unchanged (a copy each call)."""
-    key = (str(Path(path).resolve()), layer, _signature(Path(path).resolve()))
+    key = (str(Path(path).resolve()), layer, file_signature(Path(path).resolve()))
     with _WHOLE_FILES_LOCK:
         if key not in _WHOLE_FILES:
             _WHOLE_FILES[key] = gpd.read_file(path, layer=layer)

@@ -85,7 +85,6 @@ def test_natural_breaks_are_reproducible_and_leave_the_global_random_state_alone
     assert first["bins"] == pytest.approx(optimal_upper_bounds(values, 5))  # k-means finds the clear groups
 
 
-
 def test_mapclassify_is_imported_by_classify_or_in_the_background_not_with_the_pipeline():
     """A fresh interpreter: importing the CLI (and so the pipeline) leaves mapclassify unimported; the
     background import is started once and classifying meanwhile gives the breaks."""
