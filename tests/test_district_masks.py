@@ -18,6 +18,7 @@ import pytest
 import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from psycopg import sql
 from rasterio.features import rasterize
 from shapely import MultiPoint, box, voronoi_polygons
 
@@ -209,3 +210,33 @@ def test_many_areas_and_one_area_give_identical_rows(bench_dsn, tmp_path):
     names = ("pixel_count", "district_pixel_count", "min", "max", "mean", "stddev", "mean_clear_observations")
     assert zonal_stats.compare({code: dict(zip(names, values, strict=True)) for code, values in one_area.items()},
                                reference, percentiles=False) == []
+
+
+def test_rasters_and_masks_are_written_with_lz4_where_the_server_has_it(bench_dsn, tmp_path):
+    """The loader and the models that write rasters or masks compress with lz4, not pglz (a float32 composite
+    is incompressible, and pglz spent more time trying than the rest of the load). A constant composite and
+    block districts compress well, so every big value is stored compressed, and its method shows."""
+    with psycopg.connect(bench_dsn) as conn:
+        has_lz4 = conn.execute("select 'lz4' = any(enumvals) from pg_settings"
+                               " where name = 'default_toast_compression'").fetchone()[0]
+        default = conn.execute("show default_toast_compression").fetchone()[0]
+    if not has_lz4:
+        pytest.skip("this PostgreSQL was built without lz4")
+    assert default == "pglz"  # else this test could not tell the loader's setting from the server's
+    x0, y0, width, height = 252_000.0, 480_000.0, 160, 96
+    districts = _block_districts(x0, y0, width, height, 16, 9, seed=4)
+    case = zonal_stats.Case("constant", np.full((height, width), 0.5, dtype=np.float32),
+                            np.full((height, width), 3, dtype=np.int16), Affine(PIXEL, 0, x0, 0, -PIXEL, y0),
+                            CRS, districts)
+    zonal_stats.load_case(case, bench_dsn, tmp_path)
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="64")
+    with psycopg.connect(bench_dsn) as conn:
+        query = sql.SQL("select array_agg(distinct pg_column_compression({column})) from {table}"
+                        " where pg_column_compression({column}) is not null")
+        methods = {table: conn.execute(query.format(column=sql.Identifier(column),
+                                                    table=sql.Identifier(*table.split(".")))).fetchone()[0]
+                   for table, column in (("raw.ndvi_composites", "rast"), ("analytics.stg_ndvi_tiles", "rast"),
+                                         ("analytics.district_tile_masks", "pixel_mask"))}
+    # every compressed value (small ones are stored as they are) with lz4
+    assert methods == {"raw.ndvi_composites": ["lz4"], "analytics.stg_ndvi_tiles": ["lz4"],
+                       "analytics.district_tile_masks": ["lz4"]}

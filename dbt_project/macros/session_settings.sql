@@ -6,3 +6,17 @@
 {% macro zonal_session_settings() -%}
     set client_min_messages = warning
 {%- endmacro %}
+
+{#-
+  For models that write big values (rasters, mask arrays): compress them with lz4 instead of PostgreSQL's default
+  pglz, for this model's transaction only, when the server was built with lz4 (else nothing changes). NDVI
+  pixels are float32 that pglz cannot shrink: it spent most of its time trying and gave up, keeping the values
+  as they were. Measured on 36 Mpx (one area of 14,000 districts): stg_ndvi_tiles 3.5 -> 1.2 s, the same size;
+  district_tile_masks -0.7 s; reading the tiles back 1.0 -> 0.85 s. ingestion/load/postgis.py does the same
+  for raw.ndvi_composites.
+-#}
+{% macro lz4_toast_compression() -%}
+    select set_config('default_toast_compression', 'lz4', true)
+    from pg_settings
+    where name = 'default_toast_compression' and 'lz4' = any(enumvals)
+{%- endmacro %}

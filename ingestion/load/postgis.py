@@ -146,6 +146,15 @@ def publish_districts(conn: psycopg.Connection, area_code: str) -> bool:
     return True
 
 
+def use_lz4_compression(conn: psycopg.Connection) -> None:
+    """Compress the big values this transaction writes (raster tiles) with lz4 instead of PostgreSQL's default
+    pglz, if the server has lz4 (else nothing changes). float32 NDVI does not compress: pglz spends its time
+    trying, then stores the value as is. Measured on a 36 Mpx composite: its load 6.9 -> 3.9 s, same size.
+    The dbt models that write rasters do the same (macro ``lz4_toast_compression``)."""
+    conn.execute("select set_config('default_toast_compression', 'lz4', true) from pg_settings"
+                 " where name = 'default_toast_compression' and 'lz4' = any(enumvals)")
+
+
 def load_composite(conn: psycopg.Connection, area_code: str, year: int, cog_path: Path,
                    tile: int = DEFAULT_LOAD_TILE, publish: bool = True, inputs_version: str | None = None) -> int:
     """Replace the area's ``year`` in ``raw.ndvi_composites`` with the COG's tiles, in one transaction.
@@ -164,6 +173,7 @@ def load_composite(conn: psycopg.Connection, area_code: str, year: int, cog_path
         xres, yres = src.res
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(%s, %s)", (area_key, year))
+            use_lz4_compression(conn)
             conn.execute("delete from raw.ndvi_composites where area_code = %s and year = %s", (area_code, year))
             rid = 0
             with conn.cursor().copy("copy raw.ndvi_composites (area_code, year, rid, rast) from stdin") as copy:

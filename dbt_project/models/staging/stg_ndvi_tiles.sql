@@ -3,6 +3,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['area_code', 'year'],
+    pre_hook=lz4_toast_compression(),
     post_hook=[
       "create index if not exists {{ this.name }}_hull_gix on {{ this }} using gist (st_convexhull(rast))",
       "create index if not exists {{ this.name }}_area_year_idx on {{ this }} (area_code, year)",
