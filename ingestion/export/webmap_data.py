@@ -189,11 +189,14 @@ def map_payload(latest: gpd.GeoDataFrame, yearly: Iterable[Mapping[str, Any]],
         change_years.add(year)
 
     features = []
-    for _, row in latest.to_crs("EPSG:4326").iterrows():
+    wgs84 = latest.to_crs("EPSG:4326")
+    # plain dicts, not iterrows: a Series per row took 0.9 s of 14,000 districts
+    for row, geometry in zip(wgs84.drop(columns=wgs84.geometry.name).to_dict("records"), wgs84.geometry,
+                             strict=True):
         code = str(row["district_code"])
         name = row.get("district_name")
         source_year = row.get("source_year")
-        features.append({"type": "Feature", "geometry": _geometry(row.geometry), "properties": {
+        features.append({"type": "Feature", "geometry": _geometry(geometry), "properties": {
             "district_code": code,
             "district_name": None if _missing(name) else str(name),
             "source_year": None if _missing(source_year) else int(source_year),
