@@ -32,13 +32,12 @@ from ingestion.area_outputs import read_aoi
 from ingestion.atomic import write_text
 from ingestion.config import AreaConfig
 from ingestion.imagery.radiometry import radiometry
-from ingestion.scenes import scene_query, screen_items
-from ingestion.sources.base import SceneSelection
-from ingestion.sources.registry import load_source
+from ingestion.scenes import SEARCHES_AT_ONCE, scene_query, screen_items, select_many
+from ingestion.sources.base import SceneQuery, SceneSelection
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_WORKERS = 8
+DEFAULT_MAX_WORKERS = SEARCHES_AT_ONCE
 #: Per area, the last observation of each of its years (under the area's output folder).
 OBSERVATION_FILE = "scenes_observed.json"
 
@@ -80,10 +79,6 @@ class ObservedScenes:
     changed: bool | None = None
 
 
-def _source_key(cfg: AreaConfig) -> str:
-    return json.dumps([cfg.imagery.source, cfg.imagery.options], sort_keys=True, default=str)
-
-
 def observe(areas: Sequence[AreaConfig], years: Iterable[int] | None = None,
             max_workers: int = DEFAULT_MAX_WORKERS) -> list[ObservedScenes]:
     """Observe every area-year of ``areas`` (each area's configured years, or those of ``years`` it lists).
@@ -94,7 +89,7 @@ def observe(areas: Sequence[AreaConfig], years: Iterable[int] | None = None,
     """
     wanted = None if years is None else set(years)
     out: dict[tuple[str, int], ObservedScenes] = {}
-    groups: dict[str, list[tuple[AreaConfig, int, object]]] = {}
+    searches: list[tuple[AreaConfig, int, SceneQuery]] = []
     for cfg in areas:
         area_years = [y for y in cfg.years if wanted is None or y in wanted]
         if not area_years:
@@ -105,17 +100,10 @@ def observe(areas: Sequence[AreaConfig], years: Iterable[int] | None = None,
             for y in area_years:
                 out[cfg.code, y] = ObservedScenes(cfg.code, y, None, 0, f"no AOI: {_one_line(exc)}")
             continue
-        for y in area_years:
-            groups.setdefault(_source_key(cfg), []).append((cfg, y, scene_query(cfg, y, aoi, crs)))
-    for members in groups.values():
-        first = members[0][0]
-        try:
-            source = load_source(first.imagery.source, **first.imagery.options)
-            results = source.select_many([q for _, _, q in members], max_workers)
-        except Exception as exc:
-            results = [exc] * len(members)
-        for (cfg, y, _), found in zip(members, results, strict=True):
-            out[cfg.code, y] = _reduce(cfg, y, found)
+        searches += [(cfg, y, scene_query(cfg, y, aoi, crs)) for y in area_years]
+    found = select_many([(cfg, query) for cfg, _, query in searches], max_workers)
+    for (cfg, y, _), result in zip(searches, found, strict=True):
+        out[cfg.code, y] = _reduce(cfg, y, result)
     return [out[cfg.code, y] for cfg in areas for y in cfg.years if (cfg.code, y) in out]
 
 

@@ -9,6 +9,7 @@ Output layout under ``cfg.area_dir`` (``<output_dir>/<area>/``; below it, the no
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from ingestion.imagery.grid import target_geobox
 from ingestion.imagery.offset_check import check_offsets
 from ingestion.imagery.scheduler import scheduler_address
 from ingestion.observe import scenes_version
-from ingestion.scenes import drop_unreadable, select_scenes
+from ingestion.scenes import drop_unreadable, scene_query, screen_items, select_many, select_scenes
 from ingestion.sources.base import SceneSelection
 from ingestion.updates import config_version, discard_sidecar, inputs_version, unchanged_composite, write_sidecar
 from ingestion.vector import read_boundary, read_districts
@@ -89,16 +90,43 @@ class YearComposite:
     skipped: bool = False  # the COG was already made from these inputs: nothing was recomputed
 
 
-def composite_year(cfg: AreaConfig, year: int, force: bool = False) -> YearComposite:
+def search_area_years(area_years: Sequence[tuple[AreaConfig, int]]) -> list[SceneSelection | Exception | None]:
+    """Every area-year's scene search at once, for :func:`composite_year`'s ``found``: a batch's searches in
+    flight together (:func:`ingestion.scenes.select_many`) instead of one at the start of each composite.
+    In the order of ``area_years``; None where the area's AOI or the year cannot be read (composite_year then
+    raises that error itself, with its message)."""
+    searches, numbers = [], []
+    for number, (cfg, year) in enumerate(area_years):
+        try:
+            aoi, crs = read_aoi(cfg)
+            searches.append((cfg, scene_query(cfg, year, aoi, crs)))
+        except Exception:  # noqa: S112  (composite_year raises it again for this area-year, and says why)
+            continue
+        numbers.append(number)
+    log.info("searching the scenes of %d area-year(s)", len(searches))
+    out: list[SceneSelection | Exception | None] = [None] * len(area_years)
+    for number, found in zip(numbers, select_many(searches), strict=True):
+        out[number] = found
+    return out
+
+
+def composite_year(cfg: AreaConfig, year: int, force: bool = False,
+                   found: SceneSelection | Exception | None = None) -> YearComposite:
     """Select scenes for ``year``, decide each one's offset from its pixels (dropping items with an unreadable
     asset), composite them on the area grid block by block and stream the COG (published atomically); runs on
     ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set.
 
     When the COG's sidecar records the same inputs version (:mod:`ingestion.updates`), nothing is read or
-    written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway."""
+    written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway.
+
+    ``found``: this area-year's search made beforehand with others (:func:`search_area_years`), not screened
+    yet; a failed one is raised here. None: searched here."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
-    selection = select_scenes(cfg, year, aoi, crs)
+    if isinstance(found, Exception):
+        raise found
+    selection = (select_scenes(cfg, year, aoi, crs) if found is None
+                 else screen_items(found, cfg.imagery.on_bad_item))
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     scenes = scenes_version(selection)
     version = inputs_version(scenes, config_version(cfg, aoi, crs, geobox))

@@ -8,7 +8,9 @@ Every step returns a new, frozen :class:`~ingestion.sources.base.SceneSelection`
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from typing import Literal
 
 from shapely.geometry.base import BaseGeometry
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 OnBadItem = Literal["drop", "fail"]
 _HINT = "(set imagery.on_bad_item: drop to skip such items)"
+#: Searches in flight at once in :func:`select_many` (threads; each mostly waits on the STAC API).
+SEARCHES_AT_ONCE = 8
 
 
 class BadItemError(ValueError):
@@ -44,6 +48,37 @@ def select_scenes(cfg: AreaConfig, year: int, aoi: BaseGeometry, crs: str) -> Sc
     ``imagery.on_bad_item``). Reads no pixels; raises :class:`BadItemError` under ``fail``."""
     source = load_source(cfg.imagery.source, **cfg.imagery.options)
     return screen_items(source.select(scene_query(cfg, year, aoi, crs)), cfg.imagery.on_bad_item)
+
+
+def _source_key(cfg: AreaConfig) -> str:
+    return json.dumps([cfg.imagery.source, cfg.imagery.options], sort_keys=True, default=str)
+
+
+def select_many(searches: Sequence[tuple[AreaConfig, SceneQuery]], max_workers: int = SEARCHES_AT_ONCE
+                ) -> list[SceneSelection | Exception]:
+    """The searches of many area-years, each with the selection rules applied (not yet screened: see
+    :func:`screen_items`), in the order of ``searches``; a failed search gives its exception in its place.
+
+    Searches that share an imagery source (same ``imagery.source`` and options) share one plugin instance and one
+    :meth:`~ingestion.sources.base.ImagerySource.select_many` call: at most ``max_workers`` in flight at once
+    (a STAC API answers each in a few hundred ms), and ``local-stac`` walks its catalog once for all of them.
+    The same selections as one :func:`select_scenes` per area-year, before screening.
+    """
+    groups: dict[str, list[int]] = {}
+    for number, (cfg, _) in enumerate(searches):
+        groups.setdefault(_source_key(cfg), []).append(number)
+    out: list[SceneSelection | Exception | None] = [None] * len(searches)
+    for numbers in groups.values():
+        first = searches[numbers[0]][0]
+        try:
+            source = load_source(first.imagery.source, **first.imagery.options)
+            found: list[SceneSelection | Exception] = source.select_many([searches[n][1] for n in numbers],
+                                                                         max_workers)
+        except Exception as exc:  # the plugin could not be loaded: every search of that source failed
+            found = [exc] * len(numbers)
+        for number, result in zip(numbers, found, strict=True):
+            out[number] = result
+    return out  # type: ignore[return-value]  # every slot was filled
 
 
 def screen_items(selection: SceneSelection, policy: OnBadItem = "drop") -> SceneSelection:

@@ -17,6 +17,7 @@ from ingestion.config import PipelineConfig, load_config
 from ingestion.sample.generator import generate, synthetic_districts
 from tests.helpers import numpy_zonal
 from tests.pipeline_env import reset_database
+from tests.update_env import counting_opens
 
 AREAS = ("GM0001", "GM0002", "GM0003")
 YEARS = (2021, 2022)
@@ -77,7 +78,8 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
     config = _config(tmp_path, province, out)
     instance = dg.DagsterInstance.ephemeral()
     lines: list[str] = []
-    results = run(config, instance=instance, echo=lines.append)
+    with counting_opens("catalog.json") as opened:
+        results = run(config, instance=instance, echo=lines.append)
 
     # one run per job, plus one follow-up of the yearly batch after its composite failed for the missing year
     jobs = [r.dagster_run.job_name for r in results]
@@ -88,6 +90,9 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
     text = "\n".join(lines)
     for code in AREAS:
         assert f"{code} {MISSING}: no usable Sentinel-2 scenes for {MISSING}" in text
+    # the composite step searches its batch's 9 area-years at once: local-stac walks its catalog (opens it
+    # twice: parsed, then digested) once, not once per area-year (a digest per search: 10 opens)
+    assert len(opened) == 2, opened
     # one dbt build for the whole batch
     assert sum(1 for x in lines if x.startswith("ok") and " dbt_yearly_models " in x) == 1, text
 

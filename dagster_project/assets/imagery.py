@@ -151,8 +151,12 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         metadata = {}
         force = forced(context)
 
-        def composite(area: AreaConfig, year: int) -> tuple[pipeline.YearComposite, dict]:
-            result = pipeline.composite_year(area, year, force=force)
+        # the batch's searches first, many in flight at once (a STAC API answers each in a few hundred ms)
+        searches = (pipeline.search_area_years([(area, year) for _, area, year in runnable])
+                    if len(runnable) > 1 else [None] * len(runnable))
+
+        def composite(area: AreaConfig, year: int, found: Any) -> tuple[pipeline.YearComposite, dict]:
+            result = pipeline.composite_year(area, year, force=force, found=found)
             return result, _composite_metadata(area, year, result)
 
         # small area-years are mostly fixed cost (search, offset check, COG finishing): a few at once keep both
@@ -160,7 +164,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         at_once = min((area.compute.area_years_at_once for _, area, _ in runnable), default=1)
         # the batch's scenes are opened once, not by each area-year's offset check and blocks
         with keeping_open(), ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="composite") as pool:
-            futures = [(key, area, year, pool.submit(composite, area, year)) for key, area, year in runnable]
+            futures = [(key, area, year, pool.submit(composite, area, year, found))
+                       for (key, area, year), found in zip(runnable, searches, strict=True)]
             for number, (key, area, year, future) in enumerate(futures, 1):
                 with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
                     result, metadata[key] = future.result()
