@@ -66,7 +66,7 @@ test: db-start $(MANIFEST) browser ## set up, then run the whole test suite
 	$(BIN)/pytest -q
 
 dev: db-start $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://$(HOST):$(PORT) (Ctrl-C stops it)
-	set -m; $(BIN)/dagster dev -h $(HOST) -p $(PORT)
+	set -m; DAGSTER_EVENT_BATCH_SIZE=$${DAGSTER_EVENT_BATCH_SIZE:-1000} $(BIN)/dagster dev -h $(HOST) -p $(PORT)
 
 dbt-build: db-start $(MANIFEST) ## plain `dbt build` (every year in raw.ndvi_composites) against the same database
 	$(BIN)/ndvi-dbt build

@@ -46,6 +46,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dagster_project.event_log import EVENT_BATCH_SIZE  # noqa: E402
 from ingestion.db.connection import embedded_dsn  # noqa: E402
 from ingestion.sample.generator import MARGIN, generate, synthetic_districts  # noqa: E402
 
@@ -214,7 +215,9 @@ def run_ui(config: Path, url_db: str, work: Path, areas: int) -> dict:
     home = work / f"home-ui-{time.monotonic_ns()}"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url_db, "NDVI_CONFIG": str(config)}
+    # DAGSTER_EVENT_BATCH_SIZE as `make dev` sets it (dagster_project/event_log.py)
+    env = {"DAGSTER_EVENT_BATCH_SIZE": str(EVENT_BATCH_SIZE), **os.environ, "DAGSTER_HOME": str(home),
+           "DATABASE_URL": url_db, "NDVI_CONFIG": str(config)}
     # the areas of an area_column config are recorded in the (emptied) output folder: the code location needs
     # them, and the CLI says so; a user runs this once
     subprocess.run([CLI, "areas", "--config", str(config)], env=env, check=True, stdout=subprocess.DEVNULL)

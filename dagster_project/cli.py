@@ -21,6 +21,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from dagster_project.definitions import build_definitions
+from dagster_project.event_log import enable_event_batches
 from dagster_project.failures import FAILURE_TAG, MAX_TAG_CHARS, failure_lines
 from dagster_project.observe_cli import observe_command
 from dagster_project.partitions import Batch, area_batches, area_year_boxes, label, parse_key, split_key
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     retire_parser.add_argument("--output-dir", type=Path,
                                help="the folder holding the area's folder (default the configured areas')")
     args = parser.parse_args(argv)
+    enable_event_batches()  # first: no other thread runs yet
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not verbose:

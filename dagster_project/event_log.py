@@ -16,6 +16,11 @@ run, py-spy). In WAL mode this keeps the database consistent through any crash o
 loss or an operating-system crash can lose the last events, which then show as not materialised, so those
 partitions run again.
 
+A batch of events (Dagster's materialisations of one step output over many partitions, sent to
+``store_event_batch`` when ``DAGSTER_EVENT_BATCH_SIZE`` is set, as ``ndvi-pipeline`` and ``make dev`` do) is
+written in one transaction per database file instead of one per event and file: the same rows, committed
+together (or, on an error, not at all, and then Dagster writes them one by one).
+
 Configured in ``dagster.yaml`` (``event_log_storage``); ``base_dir`` defaults to where Dagster's default
 storage keeps events: ``history/runs`` in the instance's folder (the one holding that ``dagster.yaml``).
 """
@@ -23,12 +28,14 @@ storage keeps events: ``history/runs`` in the instance's folder (the one holding
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from dagster import DagsterInstance, Field, StringSource
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
@@ -40,6 +47,16 @@ from sqlalchemy.pool import StaticPool
 MAX_OPEN = 8
 #: Seconds a statement waits for another process's write lock (Dagster's own SQLite value).
 BUSY_TIMEOUT_S = 30
+#: Events per batch write (``DAGSTER_EVENT_BATCH_SIZE``, read by Dagster's instance): a step's materialisations
+#: of many partitions reach :meth:`PooledSqliteEventLogStorage.store_event_batch` in batches of this size.
+EVENT_BATCH_SIZE = 1000
+
+
+def enable_event_batches() -> None:
+    """Let Dagster hand a step's materialisations to ``store_event_batch`` (``DAGSTER_EVENT_BATCH_SIZE``, unless
+    already set). Call at process start, before any other thread runs: setting the environment is not
+    thread-safe."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
 
 
 def _commit_without_sync(dbapi_connection: Any) -> None:
@@ -57,6 +74,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._tables: set[str] = set()
         self._asset_key_cols: set[str] = set()
         self._inst_data = inst_data
+        # while a thread writes a batch (holding the storage's lock): that thread, and its open transaction per
+        # database file
+        self._batch_thread: int | None = None
+        self._batch_conns: dict[str, Connection] = {}
         if base_dir:
             super().__init__(base_dir, inst_data)
         # else: opened by register_instance, in the folder of the instance it belongs to
@@ -98,9 +119,36 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        if self._batch_thread == threading.get_ident():  # inside store_event_batch: its transaction
+            conn = self._batch_conns.get(shard)
+            if conn is None:
+                conn = self._batch_conns[shard] = self._engine(shard).connect()
+                conn.begin()
+            yield conn
+            return
         with self._db_lock:
             with self._engine(shard).connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store ``events`` as :meth:`store_event` does, in one transaction per database file (module
+        docstring); an error rolls all of them back and is raised (Dagster then stores them one by one)."""
+        with self._db_lock:
+            self._batch_thread = threading.get_ident()
+            try:
+                for event in events:
+                    self.store_event(event)
+                for conn in self._batch_conns.values():
+                    conn.commit()
+            except BaseException:
+                for conn in self._batch_conns.values():
+                    conn.rollback()
+                raise
+            finally:
+                for conn in self._batch_conns.values():
+                    conn.close()
+                self._batch_conns = {}
+                self._batch_thread = None
 
     def has_table(self, table_name: str) -> bool:
         if table_name in self._tables:

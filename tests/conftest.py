@@ -10,12 +10,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dagster_project.event_log import enable_event_batches
 from ingestion.db.connection import embedded_dsn, uses_embedded
 from ingestion.db.embedded import EmbeddedCluster
 from tests.browser import browser_page, chromium  # noqa: F401  (browser fixtures for every test module)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+# as `ndvi-pipeline` and `make dev` run Dagster: a step's materialisations written in batches (event_log.py);
+# set here, before any test starts a thread, and for the subprocesses tests start
+enable_event_batches()
 
 
 @pytest.fixture(scope="session")

@@ -157,3 +157,41 @@ def test_an_instance_opened_by_its_folder_keeps_its_events_there_whatever_dagste
     assert not list(elsewhere.iterdir())
     with _stock(home) as stock:
         assert _materialised(stock, "a") == set(PARTITIONS)
+
+
+def test_a_steps_materialisations_are_written_in_one_transaction_per_file(tmp_path, monkeypatch):
+    """With ``DAGSTER_EVENT_BATCH_SIZE`` set (as ``ndvi-pipeline`` sets it), Dagster hands the 60 materialisations
+    of a step's output to ``store_event_batch``: one transaction per file instead of one per event and file,
+    and the same records."""
+    namespace: dict = {}
+    exec(compile(JOB.replace('if __name__ == "__main__":', "if False:"), "job", "exec"), namespace)
+    commits: list[str] = []
+
+    def count(conn):
+        commits.append(conn.engine.url.database)
+
+    event.listen(Engine, "commit", count)
+    try:
+        counted = {}
+        for prefix, batch in (("one_by_one", None), ("batched", "1000")):
+            if batch:
+                monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
+            else:
+                monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+            (tmp_path / prefix).mkdir()
+            home = _home(tmp_path / prefix)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                assert namespace["materialise"](instance, "warm")  # the index's tables exist
+                before = len(commits)
+                assert namespace["materialise"](instance, prefix)
+                counted[prefix] = len(commits) - before
+                assert _materialised(instance, prefix) == set(PARTITIONS)
+                records = instance.fetch_materializations(dg.AssetKey([prefix, "thing"]), limit=100).records
+                assert sorted((r.partition_key, r.asset_materialization.metadata["key"].value) for r in records) == \
+                    [(p, p) for p in PARTITIONS]
+            with _stock(home) as stock:
+                assert _materialised(stock, prefix) == set(PARTITIONS)
+    finally:
+        event.remove(Engine, "commit", count)
+    # one by one: a commit in the run's file and one in the index per materialisation
+    assert counted["one_by_one"] - counted["batched"] >= 2 * len(PARTITIONS) - 2, counted
