@@ -6,6 +6,7 @@ refresh in one run.
 
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -23,7 +24,7 @@ from dagster_project.partitions import (
 )
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
-from ingestion.config import PipelineConfig
+from ingestion.config import AreaConfig, PipelineConfig
 from ingestion.export.preview import markdown_image
 
 
@@ -57,25 +58,40 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                           "re-writes every yearly GeoJSON whose statistics changed (after a re-districting).")
     def latest_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
         areas, failed, metadata = areas_of(config, context), {}, {}
-        for area in areas:
-            with each_partition(area.code, failed, alone=len(areas) == 1):
-                with postgis.connect() as conn:
-                    inputs = pipeline.read_latest_inputs(conn, area.code)
-                # closed before the breaks, maps and files are computed: no transaction waits on Python
-                latest = pipeline.write_latest(inputs, area)
-                context.log.info(f"{area.code}: wrote {latest.geojson}, {latest.breaks_path}")
-                metadata[area.code] = {
-                    "latest": dg.MetadataValue.path(str(latest.geojson)),
-                    "breaks": dg.MetadataValue.json(latest.breaks),
-                    "districts": latest.districts,
-                    "districts_with_values": latest.districts_with_values,
-                    "map": dg.MetadataValue.md(markdown_image(latest.map_png, "latest mean NDVI")),
-                    "web_map": dg.MetadataValue.url(latest.web_map.as_uri()),
-                }
-                context.add_asset_metadata(metadata[area.code], partition_key=area.code)
+
+        def export(area: AreaConfig) -> pipeline.LatestExport:
+            with postgis.connect() as conn:
+                inputs = pipeline.read_latest_inputs(conn, area.code)
+            # closed before the breaks, maps and files are computed: no transaction waits on Python
+            return pipeline.write_latest(inputs, area)
+
+        # a few areas at once (compute.area_years_at_once): a small area's export is mostly reads, file writes
+        # and PNG encoding, which leave the GIL; recorded in the batch's order
+        at_once = min((area.compute.area_years_at_once for area in areas), default=1)
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="export") as pool:
+            futures = [(area, pool.submit(export, area)) for area in areas]
+            for area, future in futures:
+                with each_partition(area.code, failed, alone=len(areas) == 1):
+                    latest = future.result()
+                    _record_latest(context, area, latest, metadata)
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("latest_exports", failed, len(metadata))
         yield dg.MaterializeResult()
 
     return [yearly_exports, latest_exports]
+
+
+def _record_latest(context: dg.AssetExecutionContext, area: AreaConfig, latest: pipeline.LatestExport,
+                   metadata: dict) -> None:
+    """Log an area's latest export and add its partition's metadata (into ``metadata`` too)."""
+    context.log.info(f"{area.code}: wrote {latest.geojson}, {latest.breaks_path}")
+    metadata[area.code] = {
+        "latest": dg.MetadataValue.path(str(latest.geojson)),
+        "breaks": dg.MetadataValue.json(latest.breaks),
+        "districts": latest.districts,
+        "districts_with_values": latest.districts_with_values,
+        "map": dg.MetadataValue.md(markdown_image(latest.map_png, "latest mean NDVI")),
+        "web_map": dg.MetadataValue.url(latest.web_map.as_uri()),
+    }
+    context.add_asset_metadata(metadata[area.code], partition_key=area.code)

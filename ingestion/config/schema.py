@@ -158,8 +158,9 @@ class ComputeConfig(_Section):
                                                                     "and bands of a block, and the offset check, "
                                                                     "at once)")
     area_years_at_once: StrictInt = Field(2, ge=1, le=16,
-                                          description="area-years a batch composites at once in one process "
-                                                      "(a batch takes the smallest value of its areas); their "
+                                          description="area-years a batch composites at once in one process, "
+                                                      "and areas whose latest layers it exports at once (a batch "
+                                                      "takes the smallest value of its areas); the composites' "
                                                       "reads share the io_concurrency pool")
     gdal_options: dict[Annotated[str, Field(pattern=GDAL_OPTION_PATTERN)], Any] = Field(
         default_factory=dict, description="GDAL config options over the cloud defaults (upper-case names, e.g. "
