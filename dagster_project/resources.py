@@ -30,8 +30,11 @@ class PostGISResource(dg.ConfigurableResource):
         if context.instance is not None and context.run_id is not None:
             record_owner(context.instance, context.run_id)
 
-    def connect(self) -> psycopg.Connection:
-        return connect(self.dsn)
+    def connect(self, autocommit: bool = False) -> psycopg.Connection:
+        """A new connection. ``autocommit``: each ``conn.transaction()`` block is a transaction of its own,
+        committed when the block ends (without it, a statement outside a block opens a transaction that the
+        blocks after it only nest in as savepoints, committed when the connection closes)."""
+        return connect(self.dsn, autocommit=autocommit)
 
     def resolved_dsn(self) -> str:
         """The connection string: ``dsn``, else ``DATABASE_URL``/embedded (empty: the ``PG*`` variables)."""

@@ -190,7 +190,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     def raw_ndvi_composites(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
         runnable, failed = area_years(config, context)
         metadata = {}
-        with postgis.connect() as conn:
+        # each area-year loaded in a transaction of its own, committed before the next (load_composite)
+        with postgis.connect(autocommit=True) as conn:
             for key, area, year in runnable:
                 with each_partition(key, failed, alone=len(runnable) == 1 and not failed):
                     path = pipeline.composite_path(area, year)

@@ -42,25 +42,26 @@ def build_input_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                           "in the same transaction; dbt then recomputes every year of the area for them.")
     def districts(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
         areas, failed, metadata = areas_of(config, context), {}, {}
-        for area in areas:
-            with each_partition(area.code, failed, alone=len(areas) == 1):
-                gdf = pipeline.prepare_districts(area)
-                with postgis.connect() as conn:
+        # one connection for the batch; each area staged in a transaction of its own, committed before the next
+        with postgis.connect(autocommit=True) as conn:
+            for area in areas:
+                with each_partition(area.code, failed, alone=len(areas) == 1):
+                    gdf = pipeline.prepare_districts(area)
                     rows, version = stage_districts(conn, area.code, gdf)
                     published = published_districts_version(conn, area.code)
-                changed = published != version
-                context.log.info(f"{area.code}: staged {rows} districts (version {version})" + (
-                    "; they replace the published ones with the next year that loads" if changed else
-                    ", identical to the published ones"))
-                metadata[area.code] = {
-                    "dagster/row_count": rows,
-                    "source": area.districts.path,
-                    "crs": gdf.crs.to_string(),
-                    "area_km2": round(float(gdf.area.sum()) / 1e6, 3),
-                    "districts_version": version,
-                    "differs_from_published": changed,
-                }
-                context.add_asset_metadata(metadata[area.code], partition_key=area.code)
+                    changed = published != version
+                    context.log.info(f"{area.code}: staged {rows} districts (version {version})" + (
+                        "; they replace the published ones with the next year that loads" if changed else
+                        ", identical to the published ones"))
+                    metadata[area.code] = {
+                        "dagster/row_count": rows,
+                        "source": area.districts.path,
+                        "crs": gdf.crs.to_string(),
+                        "area_km2": round(float(gdf.area.sum()) / 1e6, 3),
+                        "districts_version": version,
+                        "differs_from_published": changed,
+                    }
+                    context.add_asset_metadata(metadata[area.code], partition_key=area.code)
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("districts", failed, len(metadata))
