@@ -152,8 +152,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         force = forced(context)
 
         # the batch's searches first, many in flight at once (a STAC API answers each in a few hundred ms)
-        searches = (pipeline.search_area_years([(area, year) for _, area, year in runnable])
-                    if len(runnable) > 1 else [None] * len(runnable))
+        searches = pipeline.search_area_years([(area, year) for _, area, year in runnable])
 
         def composite(area: AreaConfig, year: int, found: Any) -> tuple[pipeline.YearComposite, dict]:
             result = pipeline.composite_year(area, year, force=force, found=found)
