@@ -208,12 +208,14 @@ def test_latest_export_keeps_no_transaction_open_while_python_computes(built, mo
         export = pipeline.export_latest(conn, cfg)
     assert seen["sessions"] == [("idle", False)]
 
-    # the Dagster asset: its connection is closed before the compute (libpq names sessions by PGAPPNAME)
+    # the Dagster asset: its export thread keeps its connection for the batch's next area, idle and without
+    # snapshot while it computes, and closes it when the step ends (libpq names sessions by PGAPPNAME)
     monkeypatch.setenv("PGAPPNAME", "latest-export-test")
     seen.clear()
     job = build_definitions(load_config(built["config"])).resolve_job_def("latest_ndvi")
     assert job.execute_in_process(partition_key=AREA, instance=dg.DagsterInstance.ephemeral()).success
-    assert seen["sessions"] == []
+    assert seen["sessions"] == [("idle", False)]
+    assert _sessions_of(built["url"], "latest-export-test") == []
 
     with psycopg.connect(built["url"]) as conn:
         means = [r[0] for r in conn.execute("select mean_ndvi from analytics.ndvi_stats_latest"

@@ -222,3 +222,29 @@ def test_indicator_selector_colours_and_values_follow_the_geojson_and_breaks(bro
     assert popup.locator("tr[data-year='2024'] td.green_share_vegetated").inner_text() == "51.00 %"
     assert popup.locator("tr[data-year='2024'] td.mean_ndvi_change_baseline").inner_text() == "-0.06"
     assert browser_page.errors == [] and browser_page.outside_requests == []
+
+
+def test_district_shapes_are_the_districts_in_wgs84_rounded_to_six_decimals():
+    """Holes and parts kept, every coordinate the pyproj transform of the district's rounded to 1e-6 degrees."""
+    from pyproj import Transformer
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from ingestion.export.webmap_data import map_payload
+
+    with_hole = Polygon([(257000, 471000), (258000, 471000), (258000, 472000), (257000, 472000)],
+                        [[(257200, 471200), (257400, 471200), (257400, 471400), (257200, 471400)]])
+    two_parts = MultiPolygon([box(258100.123, 471000.456, 258900.789, 471500), box(258100, 471600, 258500, 472000)])
+    latest = gpd.GeoDataFrame({"district_code": ["H", "M"], "district_name": ["hole", "parts"],
+                               "source_year": [2024, 2024], "pixel_count": [10, 20], "valid_fraction": [1.0, 1.0],
+                               "min_ndvi": [0.1, 0.2], "max_ndvi": [0.5, 0.6], "mean_ndvi": [0.3, 0.4],
+                               "stddev_ndvi": [0.1, 0.1]}, geometry=[with_hole, two_parts], crs="EPSG:28992")
+    payload = map_payload(latest, [], [], BREAKS, title="t")
+    to_wgs84 = Transformer.from_crs("EPSG:28992", "EPSG:4326", always_xy=True)
+
+    def expected(ring) -> list[list[float]]:
+        return [[round(v, 6) for v in to_wgs84.transform(x, y)] for x, y in ring.coords]
+
+    hole, parts = (f["geometry"] for f in payload["districts"]["features"])
+    assert hole == {"type": "Polygon", "coordinates": [expected(with_hole.exterior), expected(with_hole.interiors[0])]}
+    assert parts == {"type": "MultiPolygon",
+                     "coordinates": [[expected(p.exterior)] for p in two_parts.geoms]}

@@ -5,11 +5,13 @@ refresh in one run.
 """
 
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from dagster_project.assets.dbt import AFTER_ANY_YEAR_AND_PARENTS
 from dagster_project.partitions import (
@@ -59,21 +61,33 @@ def build_export_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     def latest_exports(context: dg.AssetExecutionContext, postgis: PostGISResource) -> Iterator[Any]:
         areas, failed, metadata = areas_of(config, context), {}, {}
 
+        # one connection per export thread, kept for the batch's areas (a connection per area cost more than the
+        # reads of a small area); closed when the step ends
+        connections: list[psycopg.Connection] = []
+        per_thread = threading.local()
+
         def export(area: AreaConfig) -> pipeline.LatestExport:
-            with postgis.connect() as conn:
-                inputs = pipeline.read_latest_inputs(conn, area.code)
-            # closed before the breaks, maps and files are computed: no transaction waits on Python
+            conn = getattr(per_thread, "conn", None)
+            if conn is None or conn.closed or conn.broken:
+                conn = per_thread.conn = postgis.connect()
+                connections.append(conn)
+            inputs = pipeline.read_latest_inputs(conn, area.code)
+            # committed before the breaks, maps and files are computed: no transaction waits on Python
             return pipeline.write_latest(inputs, area)
 
         # a few areas at once (compute.area_years_at_once): a small area's export is mostly reads, file writes
         # and PNG encoding, which leave the GIL; recorded in the batch's order
         at_once = min((area.compute.area_years_at_once for area in areas), default=1)
-        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="export") as pool:
-            futures = [(area, pool.submit(export, area)) for area in areas]
-            for area, future in futures:
-                with each_partition(area.code, failed, alone=len(areas) == 1):
-                    latest = future.result()
-                    _record_latest(context, area, latest, metadata)
+        try:
+            with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="export") as pool:
+                futures = [(area, pool.submit(export, area)) for area in areas]
+                for area, future in futures:
+                    with each_partition(area.code, failed, alone=len(areas) == 1):
+                        latest = future.result()
+                        _record_latest(context, area, latest, metadata)
+        finally:
+            for conn in connections:
+                conn.close()
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("latest_exports", failed, len(metadata))
