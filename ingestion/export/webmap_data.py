@@ -75,6 +75,10 @@ def class_index(value: Any, bins: Sequence[float], classes: int) -> int | None:
     return min(bisect.bisect_left(list(bins), number), classes - 1)
 
 
+#: shapely's type ids of the district shapes.
+POLYGON, MULTIPOLYGON = shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON
+
+
 def geojson_geometries(geometries: Sequence[shapely.Geometry]) -> list[dict]:
     """GeoJSON geometries of (multi)polygons, coordinates rounded to :data:`COORDINATE_DECIMALS`.
 
@@ -83,7 +87,8 @@ def geojson_geometries(geometries: Sequence[shapely.Geometry]) -> list[dict]:
     geometry type (districts are (multi)polygons) goes through GEOS's GeoJSON writer.
     """
     geometries = np.asarray(geometries, dtype=object)
-    polygonal = np.isin(shapely.get_type_id(geometries), (3, 6))  # Polygon, MultiPolygon
+    types = shapely.get_type_id(geometries)
+    polygonal = np.isin(types, (POLYGON, MULTIPOLYGON))
     parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
     rings, ring_of = shapely.get_rings(parts, return_index=True)  # each part's exterior, then its holes
     coords, coord_of = shapely.get_coordinates(rings, return_index=True)
@@ -96,11 +101,11 @@ def geojson_geometries(geometries: Sequence[shapely.Geometry]) -> list[dict]:
     for rings_of_part, geometry in zip(part_rings, part_of.tolist(), strict=True):
         geometry_parts[geometry].append(rings_of_part)
     out, polygonal_parts = [], iter(geometry_parts)
-    for geometry, is_polygonal in zip(geometries, polygonal.tolist(), strict=True):
-        if not is_polygonal:
+    for geometry, type_id in zip(geometries, types.tolist(), strict=True):
+        if type_id not in (POLYGON, MULTIPOLYGON):
             out.append(json.loads(shapely.to_geojson(
                 shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS)))))
-        elif geometry.geom_type == "Polygon":
+        elif type_id == POLYGON:
             out.append({"type": "Polygon", "coordinates": next(polygonal_parts)[0]})
         else:
             out.append({"type": "MultiPolygon", "coordinates": next(polygonal_parts)})
