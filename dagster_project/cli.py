@@ -30,7 +30,6 @@ from dagster_project.run_health import owner_tags, release_dead_runs, unfinished
 from dagster_project.run_watch import RunWatch
 from ingestion.areas import load_config_reading_areas
 from ingestion.config import ConfigError, PipelineConfig
-from ingestion.export.breaks import import_in_background
 from ingestion.retire import retire_area
 from ingestion.vector import VectorInputError
 
@@ -137,8 +136,6 @@ def run(config: PipelineConfig, areas: Iterable[str] | None = None, years: Itera
             print(line, file=stdout, flush=True)
     defs = build_definitions(config)
     defs.resources["dbt"].manifest_future()  # parse the dbt project while the first steps run
-    if latest:
-        import_in_background()  # mapclassify and its numba kernels, for the latest exports at the end
     jobs = {name: defs.resolve_job_def(name) for name in ("area_inputs", "yearly_ndvi", "latest_ndvi")}
     instance = instance or dg.DagsterInstance.get()
     run_config = {} if verbose else QUIET

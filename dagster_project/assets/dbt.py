@@ -28,6 +28,7 @@ from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource, dbt_project
 from ingestion import area_builds
 from ingestion.config import PipelineConfig
+from ingestion.export.breaks import import_in_background
 from ingestion.load.settings import write_area_settings
 from ingestion.updates import area_years_needing_dbt
 
@@ -132,6 +133,11 @@ def _build_yearly(context: dg.AssetExecutionContext, dbt: DbtCoreResource, postg
         if not stale:
             yield from _skipped(context, "no area-year loaded or re-districted since the models were built")
             return
+    # the latest exports that follow classify (in this process, when ndvi-pipeline runs them): mapclassify's
+    # import compiles its numba kernels, about 2.5 s of one core, taken here while this process waits for
+    # PostgreSQL rather than beside a step that needs the interpreter (measured on 96 areas: at the run's start
+    # it delayed the area inputs by as much as it saved at the end)
+    import_in_background()
     yield from dbt.build(context, exclude=("test_type:unit",))
 
 

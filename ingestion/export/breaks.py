@@ -5,7 +5,7 @@ dependency: FisherJenks is an O(k n^2) dynamic programme, ~1.5 s at 14,000 distr
 in pure Python) its import compiles its kernels, several seconds that every process importing the pipeline
 (the Dagster code location, every run) would otherwise pay. If numba is missing, mapclassify's warning
 saying so is left to reach the logs. A run that will classify can start that import early, in the background
-(:func:`import_in_background`), while its first steps work.
+(:func:`import_in_background`): the yearly dbt step does, while its process waits for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ _importing: threading.Thread | None = None
 
 def import_in_background() -> threading.Thread:
     """Import mapclassify in a daemon thread (once per process; returns that thread): numba's import and the
-    compilation of FisherJenks take about 3 s of one core, which ``ndvi-pipeline run`` spends while its
-    composites read and PostgreSQL builds the statistics instead of at its last step. A :func:`classify`
-    called meanwhile waits for the import to finish (Python's import lock)."""
+    compilation of FisherJenks take about 2.5 s of one core, which ``ndvi-pipeline run`` spends while PostgreSQL
+    builds the yearly statistics (``dbt_yearly_models`` starts it) instead of at its last step. A
+    :func:`classify` called meanwhile waits for the import to finish (Python's import lock)."""
     global _importing
     with _IMPORT_LOCK:
         if _importing is None:
