@@ -315,26 +315,40 @@ def dbt_model_seconds(since: float) -> dict[str, float]:
 
 
 def national(args: argparse.Namespace, url: str) -> int:
-    """One national-size area, one year: the steps against the composite and the load."""
+    """One national-size area, one year, ``--repeat`` runs: the steps against the composite and the load, per
+    run and as the median (the first run after a pause may read its COGs from disk: compare the runs)."""
     year = args.years[0]
     folder = generate_province(args.cache, 1, args.national, args.km, [year])
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         config = write_config(work / "national.yaml", folder, [year], work / "out-national", split=False)
-        since = time.time()
-        result = run_once(config, url, work)
-    models = dbt_model_seconds(since)
-    steps = result["steps"]
-    base = steps.get("ndvi_composite", 0) + steps.get("raw_ndvi_composites", 0)
+        for repeat in range(args.repeat):
+            since = time.time()
+            result = run_once(config, url, work)
+            models = dbt_model_seconds(since)
+            steps = result["steps"]
+            runs.append({"wall": result["wall"], "cpu": result["cpu"], "rss_mb": result["rss_mb"], "steps": steps,
+                         "models": models, "masks": models.get("district_tile_masks", 0),
+                         "latest": steps.get("latest_exports", 0),
+                         "base": steps.get("ndvi_composite", 0) + steps.get("raw_ndvi_composites", 0)})
+            run = runs[-1]
+            print(f"run {repeat + 1}: whole run {run['wall']:.1f} s, composite + load {run['base']:.1f} s, ratio "
+                  f"{run['wall'] / run['base']:.2f}", file=sys.stderr, flush=True)
     print(f"\none area of {args.national} districts over {args.km:g} x {args.km:g} km, year {year}, "
-          f"{os.cpu_count()} cores\n")
-    print(f"whole run {result['wall']:.1f} s (CPU {result['cpu']:.1f} s, peak RSS {result['rss_mb']:.0f} MB)")
-    print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])))
-    print("dbt models: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(models.items(), key=lambda kv: -kv[1])))
-    print(f"composite + load {base:.1f} s; whole run / (composite + load) = {result['wall'] / base:.2f} "
-          f"(target <= 4); district_tile_masks {models.get('district_tile_masks', 0):.1f} s (target <= 40); "
-          f"latest_exports {steps.get('latest_exports', 0):.1f} s (target <= 15)")
+          f"{os.cpu_count()} cores, {args.repeat} run(s)\n")
+    for number, run in enumerate(runs, 1):
+        print(f"run {number}: whole run {run['wall']:.1f} s (CPU {run['cpu']:.1f} s, peak RSS {run['rss_mb']:.0f} MB)")
+        print("  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(run["steps"].items(), key=lambda kv: -kv[1])))
+        print("  dbt models: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(run["models"].items(),
+                                                                                key=lambda kv: -kv[1]) if v >= 0.5))
+    median = {k: statistics.median(r[k] for r in runs) for k in ("wall", "base", "masks", "latest")}
+    ratios = ", ".join(f"{r['wall'] / r['base']:.2f}" for r in runs)
+    print(f"\nmedian: whole run {median['wall']:.1f} s, composite + load {median['base']:.1f} s; whole run / "
+          f"(composite + load) = {median['wall'] / median['base']:.2f} (runs: {ratios}; target <= 4); "
+          f"district_tile_masks {median['masks']:.1f} s (target <= 40); latest_exports {median['latest']:.1f} s "
+          "(target <= 15)")
     return 0
 
 
@@ -354,8 +368,8 @@ def main() -> int:
                              "and the latest automation, against ndvi-pipeline run")
     parser.add_argument("--national", type=int, metavar="DISTRICTS",
                         help="instead: one area of this many Voronoi districts over --km x --km km (e.g. 14000 over "
-                             "60 km, the Netherlands' buurten), one run of the first year; prints the time of the "
-                             "composite, the load, district_tile_masks, latest_exports and the whole run")
+                             "60 km, the Netherlands' buurten), --repeat runs of the first year; prints the time of "
+                             "the composite, the load, district_tile_masks, latest_exports and the whole run")
     args = parser.parse_args()
     url = args.database_url or embedded_dsn("ndvi_bench")
     if args.national:
