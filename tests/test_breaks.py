@@ -85,6 +85,22 @@ def test_natural_breaks_are_reproducible_and_leave_the_global_random_state_alone
     assert first["bins"] == pytest.approx(optimal_upper_bounds(values, 5))  # k-means finds the clear groups
 
 
+def test_importing_mapclassify_after_the_pipeline_writes_nothing_into_the_environment():
+    """A fresh interpreter: once the pipeline is imported (at process start, before any thread), importing
+    mapclassify (in the background, while GDAL threads read the environment) changes no variable."""
+    script = textwrap.dedent("""
+        import os
+        import dagster_project.cli
+        before = dict(os.environ)
+        import mapclassify
+        changed = sorted(k for k in before.keys() | os.environ.keys() if before.get(k) != os.environ.get(k))
+        assert not changed, changed
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 def test_mapclassify_is_imported_by_classify_or_in_the_background_not_with_the_pipeline():
     """A fresh interpreter: importing the CLI (and so the pipeline) leaves mapclassify unimported; the
     background import is started once and classifying meanwhile gives the breaks."""

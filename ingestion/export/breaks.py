@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -24,6 +25,15 @@ from ingestion.atomic import write_text
 #: NaturalBreaks runs k-means from random starts; the notebook's breaks changed from run to run.
 NATURAL_BREAKS_SEED = 12345
 
+
+#: What importing mapclassify writes into the environment: scikit-learn, which it imports, sets these OpenMP
+#: settings with ``os.environ.setdefault`` (``sklearn/__init__.py``). They are set here, when the pipeline is
+#: imported at process start, so that mapclassify's import later (in the background, or in an export thread)
+#: writes nothing while other threads run: ``setenv`` is not thread-safe against the ``getenv`` of GDAL's
+#: threads (``tests/test_dbt_core.py`` watches the environment while dbt runs beside GDAL reads).
+IMPORT_ENVIRONMENT = {"KMP_DUPLICATE_LIB_OK": "True", "KMP_INIT_AT_FORK": "FALSE"}
+for _name, _value in IMPORT_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
 _IMPORT_LOCK = threading.Lock()
 _importing: threading.Thread | None = None
