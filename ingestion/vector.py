@@ -7,6 +7,7 @@ import glob
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,13 @@ class VectorInputError(ValueError):
     """A districts or boundary file is unusable; the message names the file, layer or column and the fix."""
 
 
+def _is_url(path: str) -> bool:
+    """A URL or a GDAL virtual path (``/vsicurl/...``), not a local file."""
+    return "://" in path or path.startswith("/vsi")
+
+
 def _read(path: str, layer: str | None, what: str, **read_options: Any) -> gpd.GeoDataFrame:
-    is_url = "://" in path or path.startswith("/vsi")
+    is_url = _is_url(path)
     if not is_url and not Path(path).exists():
         raise VectorInputError(f"{what} file {path} does not exist; fix the path in the area config")
     try:
@@ -52,12 +58,29 @@ def _read(path: str, layer: str | None, what: str, **read_options: Any) -> gpd.G
     return _as_2d(gdf, what, path)
 
 
+class _KeptFrames:
+    """Frames read once per key while kept (the ``kept`` most recently used), a copy for each caller. ``read``
+    runs under the lock, so two threads never read the same key at once."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._frames: OrderedDict[tuple, gpd.GeoDataFrame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, read: Callable[[], gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+        with self._lock:
+            if key not in self._frames:
+                self._frames[key] = read()
+                while len(self._frames) > self.kept:
+                    self._frames.popitem(last=False)
+            self._frames.move_to_end(key)
+            return self._frames[key].copy()
+
+
 #: Whole local files read in this process, by path, layer and the signature of the files behind them: a batch
 #: reads one districts file for each of its areas (``districts.area_column``), twice per area (districts, AOI);
 #: parsing it each time would cost a province of 342 municipalities × 14,000 buurten minutes.
-_WHOLE_FILES: OrderedDict[tuple, gpd.GeoDataFrame] = OrderedDict()
-_WHOLE_FILES_KEPT = 4
-_WHOLE_FILES_LOCK = threading.Lock()
+_WHOLE_FILES = _KeptFrames(4)
 
 
 def file_signature(path: Path) -> tuple:
@@ -72,7 +95,7 @@ def _layers(path: str) -> tuple[str, ...]:
     return tuple(name for name, _ in pyogrio.list_layers(path))
 
 
-@functools.lru_cache(maxsize=_WHOLE_FILES_KEPT)
+@functools.lru_cache(maxsize=_WHOLE_FILES.kept)
 def _local_layers(path: str, signature: tuple) -> tuple[str, ...]:
     """A local file's layers, listed once while its files are unchanged (``signature``, :func:`file_signature`):
     opening the file to list them took 2.5 ms per area and step of a batch."""
@@ -82,13 +105,7 @@ def _local_layers(path: str, signature: tuple) -> tuple[str, ...]:
 def _read_whole(path: str, layer: str | None) -> gpd.GeoDataFrame:
     """``gpd.read_file(path, layer=layer)``, parsed once while its files are unchanged (a copy each call)."""
     key = (str(Path(path).resolve()), layer, file_signature(Path(path).resolve()))
-    with _WHOLE_FILES_LOCK:
-        if key not in _WHOLE_FILES:
-            _WHOLE_FILES[key] = gpd.read_file(path, layer=layer)
-            while len(_WHOLE_FILES) > _WHOLE_FILES_KEPT:
-                _WHOLE_FILES.popitem(last=False)
-        _WHOLE_FILES.move_to_end(key)
-        return _WHOLE_FILES[key].copy()
+    return _WHOLE_FILES.get(key, lambda: gpd.read_file(path, layer=layer))
 
 
 def _as_2d(gdf: gpd.GeoDataFrame, what: str, path: str) -> gpd.GeoDataFrame:
@@ -139,8 +156,7 @@ def area_values(cfg: DistrictsConfig) -> list[str]:
 #: Districts read from local files in this process, by file signature and by the settings they were read with:
 #: the districts step and the AOI step of a batch both read each of its areas (96 areas: 192 reads, each
 #: selecting, checking and repairing the area's rows of the whole file).
-_DISTRICTS: OrderedDict[tuple, gpd.GeoDataFrame] = OrderedDict()
-_DISTRICTS_KEPT = 1024
+_DISTRICTS = _KeptFrames(1024)
 
 
 def read_districts(cfg: DistrictsConfig) -> gpd.GeoDataFrame:
@@ -149,21 +165,11 @@ def read_districts(cfg: DistrictsConfig) -> gpd.GeoDataFrame:
     geometries are repaired with a warning naming them. A local file's districts are read once while its files
     are unchanged (a copy each call)."""
     path = Path(cfg.path)
-    if "://" in cfg.path or cfg.path.startswith("/vsi") or not path.exists():
+    if _is_url(cfg.path) or not path.exists():
         return _read_districts(cfg)
     key = (str(path.resolve()), file_signature(path.resolve()), cfg.layer, cfg.area_column, cfg.area_value,
            cfg.code_column, cfg.name_column)
-    with _WHOLE_FILES_LOCK:
-        districts = _DISTRICTS.get(key)
-        if districts is not None:
-            _DISTRICTS.move_to_end(key)
-            return districts.copy()
-    districts = _read_districts(cfg)
-    with _WHOLE_FILES_LOCK:
-        _DISTRICTS[key] = districts.copy()
-        while len(_DISTRICTS) > _DISTRICTS_KEPT:
-            _DISTRICTS.popitem(last=False)
-    return districts
+    return _DISTRICTS.get(key, lambda: _read_districts(cfg))
 
 
 def _read_districts(cfg: DistrictsConfig) -> gpd.GeoDataFrame:
