@@ -9,7 +9,7 @@ province once (cached in ``--cache``). Then, alternated ``--repeat`` times, each
 - **A**: ``ndvi-pipeline run`` with ``districts.area_column: gm_code`` (one area per municipality);
 - **B**: ``ndvi-pipeline run`` with one area holding every district.
 
-Printed per method: wall time, CPU (user + system, of the command and its children), peak RSS of the command,
+Printed per method: wall time, CPU (user + system, of the command and its children), peak RSS of the command (its own VmHWM),
 the sum of its step times by step, and the ratio A / B. The pixels and districts are the same, so the statistics
 must be too: after each pair it checks that A's and B's ``ndvi_stats_yearly`` rows are equal (counts exact,
 floating statistics within 1e-9).
@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import defaultdict
@@ -114,6 +115,46 @@ def fresh_outputs(config: Path) -> None:
     shutil.rmtree(yaml.safe_load(config.read_text())["output_dir"], ignore_errors=True)
 
 
+class PeakRss:
+    """The peak resident memory of process ``pid`` (``VmHWM`` in ``/proc/<pid>/status``), read every
+    ``interval`` s until the block ends (the process's output closed, so it is ending).
+
+    Why not ``ru_maxrss`` from ``wait4``: Linux carries a process's peak across ``exec``, so a child started from
+    this script reports at least this script's own peak (generating a province's imagery took 1.8 GB here, and
+    both A and B then reported 1837 MB). ``VmHWM`` belongs to the child's own address space.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.path, self.interval, self.kb = Path(f"/proc/{pid}/status"), interval, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _read(self) -> None:
+        try:
+            for line in self.path.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.kb = max(self.kb, int(line.split()[1]))
+        except (OSError, ValueError, IndexError):  # gone, or a zombie without memory figures
+            pass
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.interval):
+            self._read()
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._read()  # last, before the caller reaps the process
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return self.kb / 1024
+
+
 def run_once(config: Path, url: str, work: Path) -> dict:
     """``ndvi-pipeline run --config`` in a fresh Dagster home, database and output folder: wall, CPU and peak
     RSS of the process tree, and the step seconds it printed, summed by step."""
@@ -127,7 +168,8 @@ def run_once(config: Path, url: str, work: Path) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen([CLI, "run", "--config", str(config)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
+    with PeakRss(proc.pid) as peak:
+        output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -137,7 +179,7 @@ def run_once(config: Path, url: str, work: Path) -> dict:
         if match := STEP.match(line):
             steps[match[1]] += float(match[2])
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes dbt's and GDAL's subprocesses, if any
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak.mb,
             "steps": dict(steps), "children_cpu": children.ru_utime + children.ru_stime}
 
 
