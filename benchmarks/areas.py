@@ -9,10 +9,10 @@ province once (cached in ``--cache``). Then, alternated ``--repeat`` times, each
 - **A**: ``ndvi-pipeline run`` with ``districts.area_column: gm_code`` (one area per municipality);
 - **B**: ``ndvi-pipeline run`` with one area holding every district.
 
-Printed per method: wall time, CPU (user + system, of the command and its children), peak RSS of the command (its own VmHWM),
-the sum of its step times by step, and the ratio A / B. The pixels and districts are the same, so the statistics
-must be too: after each pair it checks that A's and B's ``ndvi_stats_yearly`` rows are equal (counts exact,
-floating statistics within 1e-9).
+Printed per method: wall time, CPU (user + system, of the command and its children), peak RSS of the command
+(its own VmHWM), the sum of its step times by step, and the ratio A / B. The pixels and districts are the same,
+so the statistics must be too: after each pair it checks that A's and B's ``ndvi_stats_yearly`` rows are equal
+(counts exact, floating statistics within 1e-9).
 
     .venv/bin/python benchmarks/areas.py [--areas 24] [--districts 12] [--km 8] [--years 2021 2022] [--repeat 2]
 """
