@@ -31,6 +31,9 @@ YEAR = "year"
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 #: Every asset: a backfill of many partitions runs as few runs as Dagster can make (one per key range).
 BATCH_POLICY = dg.BackfillPolicy.single_run()
+#: Key ranges an :class:`AreaYearPartitions` keeps listed: a run lists one per batch, and a long-lived process
+#: (the code server) may see many over time, each up to a few thousand keys.
+KEPT_RANGES = 16
 
 
 def area_partitions(config: PipelineConfig) -> dg.StaticPartitionsDefinition:
@@ -39,25 +42,29 @@ def area_partitions(config: PipelineConfig) -> dg.StaticPartitionsDefinition:
 
 
 class AreaYearPartitions(dg.MultiPartitionsDefinition):
-    """Dagster's area × year partitions, which list a key range once and keep the list.
+    """Dagster's area × year partitions, which list a key range once and keep the list (up to
+    :data:`KEPT_RANGES` ranges).
 
     Why: Dagster lists the step's whole key range again for every ``context.add_asset_metadata(...,
     partition_key=...)`` call, to check that the key is in it. A batch records metadata for each of its
-    partitions, so a step paid time quadratic in its partitions: 0.13 s for 192 area-years, 77 s per asset for
-    342 areas × 9 years (``benchmarks/partition_records.py``). The definition is static (the config's areas and
-    years), so a range always lists the same keys.
+    partitions, so a step paid time quadratic in its partitions: 0.13 s for 192 area-years, about 85 s per step
+    for 342 areas × 9 years (``benchmarks/partition_records.py``). The definition is static (the config's areas
+    and years), so a range always lists the same keys.
     """
 
     def __init__(self, partitions_defs: Mapping[str, dg.PartitionsDefinition]) -> None:
         super().__init__(partitions_defs)
-        self._ranges: dict[dg.PartitionKeyRange, tuple[str, ...]] = {}  # a run lists a few: its batches
+        # a plain dict, no lock: each of its operations is atomic, and Dagster may copy or pickle a definition
+        self._ranges: dict[dg.PartitionKeyRange, tuple[str, ...]] = {}
 
     def get_partition_keys_in_range(self, partition_key_range: dg.PartitionKeyRange,
                                     dynamic_partitions_store: Any = None) -> Sequence[str]:
         keys = self._ranges.get(partition_key_range)
         if keys is None:
-            keys = self._ranges[partition_key_range] = tuple(
-                super().get_partition_keys_in_range(partition_key_range, dynamic_partitions_store))
+            keys = tuple(super().get_partition_keys_in_range(partition_key_range, dynamic_partitions_store))
+            if len(self._ranges) >= KEPT_RANGES:
+                self._ranges.clear()  # bounded: a run lists one range per batch, and lists it again if dropped
+            self._ranges[partition_key_range] = keys
         return list(keys)  # a list of the caller's own, as from Dagster's method
 
 

@@ -1,11 +1,14 @@
 """Area × year partitions: a batch's key range is listed as Dagster lists it, once per range, so recording
 metadata for each partition of a batch costs time linear in its partitions, not quadratic."""
 
+import copy
+import pickle
+
 import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from dagster_project.partitions import AREA, YEAR, AreaYearPartitions
+from dagster_project.partitions import AREA, KEPT_RANGES, YEAR, AreaYearPartitions
 
 AREAS = [f"GM{i:04d}" for i in range(1, 41)]
 YEARS = ["2019", "2020", "2021"]
@@ -59,3 +62,14 @@ def test_a_batch_recording_each_partitions_metadata_lists_its_range_once(monkeyp
     assert records == {key: f"{key.keys_by_dimension[AREA]} {key.keys_by_dimension[YEAR]}" for key in keys}
     # Dagster's own listing ran once for the batch's range, not once per recorded partition (120)
     assert len(listed) == 1, f"the range was listed {len(listed)} times for {len(keys)} partitions"
+
+
+def test_the_kept_ranges_are_bounded_and_the_definition_copies_and_pickles():
+    ours, dagsters = AreaYearPartitions(_dimensions()), dg.MultiPartitionsDefinition(_dimensions())
+    ranges = [dg.PartitionKeyRange(f"{AREAS[i]}|2019", f"{AREAS[i + 1]}|2021") for i in range(2 * KEPT_RANGES)]
+    for key_range in ranges:  # as a long-lived code server meets batch after batch
+        assert ours.get_partition_keys_in_range(key_range) == dagsters.get_partition_keys_in_range(key_range)
+        assert len(ours._ranges) <= KEPT_RANGES
+    for twin in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):  # Dagster may copy a definition
+        assert twin == ours
+        assert twin.get_partition_keys_in_range(ranges[0]) == dagsters.get_partition_keys_in_range(ranges[0])
