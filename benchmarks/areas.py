@@ -157,7 +157,7 @@ class PeakRss:
 
 def run_once(config: Path, url: str, work: Path) -> dict:
     """``ndvi-pipeline run --config`` in a fresh Dagster home, database and output folder: wall, CPU and peak
-    RSS of the process tree, and the step seconds it printed, summed by step."""
+    RSS of its own process (:class:`PeakRss`), and the step seconds it printed, summed by step."""
     reset(url)
     fresh_outputs(config)
     home = work / f"home-{time.monotonic_ns()}"
