@@ -111,7 +111,7 @@ def search_area_years(area_years: Sequence[tuple[AreaConfig, int]]) -> list[Scen
 
 
 def composite_year(cfg: AreaConfig, year: int, force: bool = False,
-                   found: SceneSelection | Exception | None = None) -> YearComposite:
+                   found: SceneSelection | Exception | None = None, warn: bool = True) -> YearComposite:
     """Select scenes for ``year``, decide each one's offset from its pixels (dropping items with an unreadable
     asset), composite them on the area grid block by block and stream the COG (published atomically); runs on
     ``compute.dask_scheduler`` / ``$DASK_SCHEDULER_ADDRESS`` when set.
@@ -120,7 +120,9 @@ def composite_year(cfg: AreaConfig, year: int, force: bool = False,
     written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway.
 
     ``found``: this area-year's search made beforehand with others (:func:`search_area_years`), not screened
-    yet; a failed one is raised here. None: searched here."""
+    yet; a failed one is raised here. None: searched here. ``warn`` False: an item whose pixels contradict its
+    metadata is logged at info, for a batch that reports each such item once
+    (:func:`ingestion.imagery.offset_check.report_contradictions`)."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     if isinstance(found, Exception):
@@ -136,7 +138,7 @@ def composite_year(cfg: AreaConfig, year: int, force: bool = False,
         return YearComposite(year, path, unchanged[0], unchanged[1], version, skipped=True)
     discard_sidecar(path)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
-                            gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency)
+                            gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency, warn=warn)
     selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "

@@ -4,6 +4,9 @@ not stop the others; the latest layers of all areas refresh in one run."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
@@ -38,7 +41,8 @@ def province(tmp_path_factory) -> dict:
     frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
     frame.to_file(folder / "districts.gpkg", driver="GPKG")
     manifest = generate(folder, list(YEARS), seed=3, districts_path=folder / "districts.gpkg")
-    return {"districts": folder / "districts.gpkg", "catalog": manifest["catalog"], "frame": frame}
+    return {"districts": folder / "districts.gpkg", "catalog": manifest["catalog"], "frame": frame,
+            "misflagged": {year: manifest["years"][str(year)]["misflagged"] for year in YEARS}}
 
 
 def _config(tmp_path, province: dict, out) -> PipelineConfig:
@@ -72,13 +76,13 @@ def test_area_year_boxes_cover_exactly_the_wanted_area_years(tmp_path, province)
 
 
 @pytest.mark.slow
-def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, province, database_url):
+def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, province, database_url, caplog):
     out = tmp_path / "out"
     reset_database(database_url, out)
     config = _config(tmp_path, province, out)
     instance = dg.DagsterInstance.ephemeral()
     lines: list[str] = []
-    with counting_opens("catalog.json") as opened:
+    with counting_opens("catalog.json") as opened, caplog.at_level(logging.WARNING, "ingestion.imagery.offset_check"):
         results = run(config, instance=instance, echo=lines.append)
 
     # one run per job, plus one follow-up of the yearly batch after its composite failed for the missing year
@@ -93,6 +97,10 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
     # the composite step searches its batch's 9 area-years at once: local-stac walks its catalog (opens it
     # twice: parsed, then digested) once, not once per area-year (a digest per search: 10 opens)
     assert len(opened) == 2, opened
+    # each scene whose offset flag lies warns once for the batch, not once per area that read it
+    liars = sorted(item for items in province["misflagged"].values() for item in items)
+    warned = sorted(r.getMessage() for r in caplog.records if r.name == "ingestion.imagery.offset_check")
+    assert len(liars) >= 2 and [w.split(":")[0] for w in warned] == [f"scene {item}" for item in liars], warned
     # one dbt build for the whole batch
     assert sum(1 for x in lines if x.startswith("ok") and " dbt_yearly_models " in x) == 1, text
 
@@ -112,6 +120,15 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
             assert loads[key]["dagster/row_count"] == tiles[(code, year)]
             assert composites[key]["scenes_used"] > 0
         assert str(area_year_key(code, MISSING)) not in composites
+    # the batch's warnings count what the area-years' scenes tables record: checked, and overridden by the pixels
+    read, overridden = Counter(), Counter()
+    for metadata in composites.values():
+        for row in metadata["scenes"].records:
+            read[row.data["item"]] += bool(row.data["offset_pixels"])
+            overridden[row.data["item"]] += "overrides metadata" in row.data["offset_rule"]
+    for item, warning in zip(liars, warned, strict=True):
+        assert f" in {overridden[item]} of the {read[item]} area-years that read it " in warning, warning
+        assert overridden[item] >= 2  # read in several areas, warned once
 
     # the numbers equal numpy on each area's composite, and every area's latest layer was written in one run
     frame = province["frame"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ingestion.imagery.offset_check import (
     UnreadableAssetError,
     check_offsets,
     dark_share,
+    report_contradictions,
 )
 from ingestion.sample.generator import generate
 from ingestion.scenes import BadItemError
@@ -123,6 +125,34 @@ def test_every_item_misflagged_still_gives_the_true_ndvi(misflagged_area, source
         assert decision.red.offset == decision.nir.offset == pytest.approx(-0.1 if in_dn else 0.0)
         assert decision.evidence.verdict is (OffsetVerdict.IN_DN if in_dn else OffsetVerdict.REMOVED)
     _assert_truth(misflagged_area, comp)
+
+
+def test_a_batch_warns_once_per_contradicted_item(sample_area, caplog):
+    """A batch's area-years read the same scenes: each liar gets one warning for the whole batch, counting the
+    area-years whose pixels overrode it among those that read it, instead of one warning per area-year."""
+    items, geobox = _select(sample_area, "local-stac", None)
+    liars = sorted(sample_area["years"]["2024"]["misflagged"])
+    half = geobox.width // 2
+    areas = {"west 2024": geobox[:, :half], "east 2024": geobox[:, half:],
+             "tiny 2024": geobox[:4, :4]}  # 16 px: too few vegetation pixels, the metadata stands
+    with caplog.at_level(logging.INFO, logger="ingestion.imagery.offset_check"):
+        checked = [(name, check_offsets(items, area, warn=False).decisions) for name, area in areas.items()]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # detail at info only
+        assert sum("contradicted" in r.getMessage() for r in caplog.records) == 2 * len(liars)
+        caplog.clear()
+        lines = report_contradictions(checked)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == lines
+    assert [line.split(":")[0] for line in lines] == [f"scene {liar}" for liar in liars]
+    decisions = checked[0][1]
+    for liar, line in zip(liars, lines, strict=True):
+        assert "in 2 of the 3 area-years that read it (west 2024, east 2024)" in line, line
+        assert f"metadata says {decisions[liar].metadata_text}" in line
+        assert line.endswith(f"applying offset {decisions[liar].red.offset:g}")
+    # many area-years: the first few named, the rest counted
+    many = [(f"GM{n:04d} 2024", decisions) for n in range(1, 6)]
+    assert "in 5 of the 5 area-years that read it (GM0001 2024, GM0002 2024, GM0003 2024 and 2 more)" in (
+        report_contradictions(many)[0])
+    assert report_contradictions([("tiny 2024", checked[2][1])]) == []
 
 
 @pytest.mark.parametrize("source_name", ["local-stac", "earth-search"])
