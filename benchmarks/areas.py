@@ -155,19 +155,24 @@ class PeakRss:
         return self.kb / 1024
 
 
-def run_once(config: Path, url: str, work: Path) -> dict:
+def run_once(config: Path, url: str, work: Path, again_in: Path | None = None) -> dict:
     """``ndvi-pipeline run --config`` in a fresh Dagster home, database and output folder: wall, CPU and peak
-    RSS of its own process (:class:`PeakRss`), and the step seconds it printed, summed by step."""
-    reset(url)
-    fresh_outputs(config)
-    home = work / f"home-{time.monotonic_ns()}"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
+    RSS of its own process (:class:`PeakRss`), the step seconds it printed, summed by step, and its Dagster
+    home. ``again_in``: instead, ``ndvi-pipeline run --force`` on what the run with that Dagster home left (the
+    database, outputs and home kept): every year computed again, on districts already masked."""
+    if again_in is None:
+        reset(url)
+        fresh_outputs(config)
+        home = work / f"home-{time.monotonic_ns()}"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((ROOT / "dagster_project" / "dagster.yaml").read_text())
+    else:
+        home = again_in
     env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url}
     env.pop("NDVI_CONFIG", None)
     started = time.perf_counter()
-    proc = subprocess.Popen([CLI, "run", "--config", str(config)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [CLI, "run", "--config", str(config), *(["--force"] if again_in is not None else [])]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with PeakRss(proc.pid) as peak:
         output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -180,7 +185,7 @@ def run_once(config: Path, url: str, work: Path) -> dict:
             steps[match[1]] += float(match[2])
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes dbt's and GDAL's subprocesses, if any
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak.mb,
-            "steps": dict(steps), "children_cpu": children.ru_utime + children.ru_stime}
+            "steps": dict(steps), "children_cpu": children.ru_utime + children.ru_stime, "home": home}
 
 
 BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
@@ -356,30 +361,18 @@ def dbt_model_seconds(since: float) -> dict[str, float]:
     return dict(seconds)
 
 
-def national(args: argparse.Namespace, url: str) -> int:
-    """One national-size area, one year, ``--repeat`` runs: the steps against the composite and the load, per
-    run and as the median (the first run after a pause may read its COGs from disk: compare the runs)."""
-    year = args.years[0]
-    folder = generate_province(args.cache, 1, args.national, args.km, [year])
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        config = write_config(work / "national.yaml", folder, [year], work / "out-national", split=False)
-        for repeat in range(args.repeat):
-            since = time.time()
-            result = run_once(config, url, work)
-            models = dbt_model_seconds(since)
-            steps = result["steps"]
-            runs.append({"wall": result["wall"], "cpu": result["cpu"], "rss_mb": result["rss_mb"], "steps": steps,
-                         "models": models, "masks": models.get("district_tile_masks", 0),
-                         "latest": steps.get("latest_exports", 0),
-                         "base": steps.get("ndvi_composite", 0) + steps.get("raw_ndvi_composites", 0)})
-            run = runs[-1]
-            print(f"run {repeat + 1}: whole run {run['wall']:.1f} s, composite + load {run['base']:.1f} s, ratio "
-                  f"{run['wall'] / run['base']:.2f}", file=sys.stderr, flush=True)
-    print(f"\none area of {args.national} districts over {args.km:g} x {args.km:g} km, year {year}, "
-          f"{os.cpu_count()} cores, {args.repeat} run(s)\n")
+def _national_figures(result: dict, since: float) -> dict:
+    """A national run's figures: wall, CPU, RSS, steps, dbt models (those run since ``since``), the masks,
+    the latest export and its composite + load (``base``)."""
+    models = dbt_model_seconds(since)
+    steps = result["steps"]
+    return {"wall": result["wall"], "cpu": result["cpu"], "rss_mb": result["rss_mb"], "steps": steps,
+            "models": models, "masks": models.get("district_tile_masks", 0), "latest": steps.get("latest_exports", 0),
+            "base": steps.get("ndvi_composite", 0) + steps.get("raw_ndvi_composites", 0)}
+
+
+def _print_national(title: str, runs: list[dict]) -> None:
+    print(f"{title}:")
     for number, run in enumerate(runs, 1):
         print(f"run {number}: whole run {run['wall']:.1f} s (CPU {run['cpu']:.1f} s, peak RSS {run['rss_mb']:.0f} MB)")
         print("  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(run["steps"].items(), key=lambda kv: -kv[1])))
@@ -387,10 +380,40 @@ def national(args: argparse.Namespace, url: str) -> int:
                                                                                 key=lambda kv: -kv[1]) if v >= 0.5))
     median = {k: statistics.median(r[k] for r in runs) for k in ("wall", "base", "masks", "latest")}
     ratios = ", ".join(f"{r['wall'] / r['base']:.2f}" for r in runs)
-    print(f"\nmedian: whole run {median['wall']:.1f} s, composite + load {median['base']:.1f} s; whole run / "
+    print(f"median: whole run {median['wall']:.1f} s, composite + load {median['base']:.1f} s; whole run / "
           f"(composite + load) = {median['wall'] / median['base']:.2f} (runs: {ratios}; target <= 4); "
           f"district_tile_masks {median['masks']:.1f} s (target <= 40); latest_exports {median['latest']:.1f} s "
-          "(target <= 15)")
+          "(target <= 15)\n")
+
+
+def national(args: argparse.Namespace, url: str) -> int:
+    """One national-size area, one year, ``--repeat`` runs: the steps against the composite and the load, per
+    run and as the median (the first run after a pause may read its COGs from disk: compare the runs).
+    ``--again``: after each run, the same year again with ``--force`` on what it left, as a later year of the
+    same districts costs (their tile masks are reused: built once per districts version)."""
+    year = args.years[0]
+    folder = generate_province(args.cache, 1, args.national, args.km, [year])
+    runs, agains = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        config = write_config(work / "national.yaml", folder, [year], work / "out-national", split=False)
+        for repeat in range(args.repeat):
+            since = time.time()
+            result = run_once(config, url, work)
+            runs.append(_national_figures(result, since))
+            print(f"run {repeat + 1}: whole run {runs[-1]['wall']:.1f} s, composite + load {runs[-1]['base']:.1f} s, "
+                  f"ratio {runs[-1]['wall'] / runs[-1]['base']:.2f}", file=sys.stderr, flush=True)
+            if args.again:
+                since = time.time()
+                agains.append(_national_figures(run_once(config, url, work, again_in=result["home"]), since))
+                print(f"  again: whole run {agains[-1]['wall']:.1f} s, ratio "
+                      f"{agains[-1]['wall'] / agains[-1]['base']:.2f}", file=sys.stderr, flush=True)
+    print(f"\none area of {args.national} districts over {args.km:g} x {args.km:g} km, year {year}, "
+          f"{os.cpu_count()} cores, {args.repeat} run(s)\n")
+    _print_national("a first year (fresh database: the districts' tile masks are built)", runs)
+    if agains:
+        _print_national("the same year again with --force (as a later year: the masks are reused)", agains)
     return 0
 
 
@@ -412,6 +435,9 @@ def main() -> int:
                         help="instead: one area of this many Voronoi districts over --km x --km km (e.g. 14000 over "
                              "60 km, the Netherlands' buurten), --repeat runs of the first year; prints the time of "
                              "the composite, the load, district_tile_masks, latest_exports and the whole run")
+    parser.add_argument("--again", action="store_true",
+                        help="with --national: after each run, run the year again with --force on what it left "
+                             "(a later year of the same districts: their tile masks are reused)")
     args = parser.parse_args()
     url = args.database_url or embedded_dsn("ndvi_bench")
     if args.national:
