@@ -120,15 +120,15 @@ def composite_year(cfg: AreaConfig, year: int, force: bool = False,
     written: the result (``skipped``) carries the recorded figures. ``force`` recomputes anyway.
 
     ``found``: this area-year's search made beforehand with others (:func:`search_area_years`), not screened
-    yet; a failed one is raised here. None: searched here. ``warn`` False: an item whose pixels contradict its
-    metadata is logged at info, for a batch that reports each such item once
-    (:func:`ingestion.imagery.offset_check.report_contradictions`)."""
+    yet; a failed one is raised here. None: searched here. ``warn`` False: what is warned about per item (pixels
+    that contradict its offset metadata, a drop for metadata or an asset that cannot be read) is logged at info,
+    for a batch that reports each such item once (:mod:`ingestion.batch_reports`)."""
     year = validate_year(year)
     aoi, crs = read_aoi(cfg)
     if isinstance(found, Exception):
         raise found
     selection = (select_scenes(cfg, year, aoi, crs) if found is None
-                 else screen_items(found, cfg.imagery.on_bad_item))
+                 else screen_items(found, cfg.imagery.on_bad_item, warn=warn))
     geobox = target_geobox(aoi, crs, cfg.imagery.resolution)
     scenes = scenes_version(selection)
     version = inputs_version(scenes, config_version(cfg, aoi, crs, geobox))
@@ -139,7 +139,7 @@ def composite_year(cfg: AreaConfig, year: int, force: bool = False,
     discard_sidecar(path)
     offsets = check_offsets(selection.items, geobox, cfg.imagery.masked_scl_classes,
                             gdal_options(cfg.compute.gdal_options), threads=cfg.compute.io_concurrency, warn=warn)
-    selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item)
+    selection = drop_unreadable(selection, offsets, cfg.imagery.on_bad_item, warn=warn)
     if not selection.items:
         raise NoScenesError(f"no usable Sentinel-2 scenes for {year} from {cfg.imagery.source}: "
                             f"{selection.summary()['dropped_by_reason'] or 'the search returned nothing'} "

@@ -81,9 +81,11 @@ def select_many(searches: Sequence[tuple[AreaConfig, SceneQuery]], max_workers: 
     return out  # type: ignore[return-value]  # every slot was filled
 
 
-def screen_items(selection: SceneSelection, policy: OnBadItem = "drop") -> SceneSelection:
+def screen_items(selection: SceneSelection, policy: OnBadItem = "drop", warn: bool = True) -> SceneSelection:
     """``selection`` without the kept items whose radiometric metadata cannot be read (a new selection, each
-    drop logged with its reason); under ``fail`` the first bad item, dropped earlier or now, raises."""
+    drop logged with its reason: a warning, at info with ``warn`` False, for a batch that reports each such
+    item once, :func:`ingestion.batch_reports.report_drops`); under ``fail`` the first bad item, dropped earlier
+    or now, raises."""
     if policy == "fail":
         for d in selection.dropped:
             if d.cause is not None and d.cause.is_bad_item:
@@ -96,16 +98,18 @@ def screen_items(selection: SceneSelection, policy: OnBadItem = "drop") -> Scene
         except ItemMetadataError as exc:
             if policy == "fail":
                 raise BadItemError(f"{exc} {_HINT}") from None
-            log.warning("scene %s: dropped (%s)", item.id, exc)
+            log.log(logging.WARNING if warn else logging.INFO, "scene %s: dropped (%s)", item.id, exc)
             drops[item.id] = (DropReason.BAD_METADATA, str(exc))
     return selection.dropping(drops)
 
 
-def drop_unreadable(selection: SceneSelection, check: OffsetCheck, policy: OnBadItem = "drop") -> SceneSelection:
+def drop_unreadable(selection: SceneSelection, check: OffsetCheck, policy: OnBadItem = "drop",
+                    warn: bool = True) -> SceneSelection:
     """``selection`` without the items whose assets the offset check could not read (a new selection, with
-    the reason); under ``fail`` the first such item raises."""
+    the reason, logged as a warning, at info with ``warn`` False as :func:`screen_items`); under ``fail`` the
+    first such item raises."""
     if check.unreadable and policy == "fail":
         raise BadItemError(f"{next(iter(check.unreadable.values()))} {_HINT}")
     for item_id, exc in check.unreadable.items():
-        log.warning("scene %s: dropped (%s)", item_id, exc)
+        log.log(logging.WARNING if warn else logging.INFO, "scene %s: dropped (%s)", item_id, exc)
     return selection.dropping({i: (DropReason.UNREADABLE_ASSET, str(exc)) for i, exc in check.unreadable.items()})

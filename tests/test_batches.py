@@ -4,8 +4,11 @@ not stop the others; the latest layers of all areas refresh in one run."""
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
@@ -82,7 +85,7 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
     config = _config(tmp_path, province, out)
     instance = dg.DagsterInstance.ephemeral()
     lines: list[str] = []
-    with counting_opens("catalog.json") as opened, caplog.at_level(logging.WARNING, "ingestion.imagery.offset_check"):
+    with counting_opens("catalog.json") as opened, caplog.at_level(logging.WARNING, "ingestion"):
         results = run(config, instance=instance, echo=lines.append)
 
     # one run per job, plus one follow-up of the yearly batch after its composite failed for the missing year
@@ -99,7 +102,8 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
     assert len(opened) == 2, opened
     # each scene whose offset flag lies warns once for the batch, not once per area that read it
     liars = sorted(item for items in province["misflagged"].values() for item in items)
-    warned = sorted(r.getMessage() for r in caplog.records if r.name == "ingestion.imagery.offset_check")
+    warned = sorted(r.getMessage() for r in caplog.records if r.name.startswith("ingestion.")
+                    and "offset metadata contradicted" in r.getMessage())
     assert len(liars) >= 2 and [w.split(":")[0] for w in warned] == [f"scene {item}" for item in liars], warned
     # one dbt build for the whole batch
     assert sum(1 for x in lines if x.startswith("ok") and " dbt_yearly_models " in x) == 1, text
@@ -148,3 +152,30 @@ def test_a_province_runs_as_one_batch_per_job_with_honest_records(tmp_path, prov
         latest = gpd.read_file(out / code / "latest" / "ndvi_stats_latest.geojson")
         assert sorted(latest["district_code"]) == sorted(districts["district_code"])
     assert set(_materialisations(instance, "latest_exports")) == set(AREAS)
+
+
+@pytest.mark.slow
+def test_a_broken_scene_warns_once_for_the_batch(tmp_path, province, database_url, caplog):
+    """A scene whose nir asset is gone is dropped by every area that finds it: the batch warns once, counting
+    the area-years that dropped it among those that found it, as their scenes tables record them."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(Path(province["catalog"]).parent, catalog)
+    items = {path: json.loads(path.read_text()) for path in catalog.rglob(f"S2*_{YEARS[0]}*_L2A.json")}
+    path, item = min(items.items(), key=lambda kv: kv[1]["properties"]["eo:cloud_cover"])  # one the areas keep
+    item["assets"]["nir"]["href"] = str(tmp_path / "gone" / "nir.tif")
+    path.write_text(json.dumps(item))
+    out = tmp_path / "out"
+    reset_database(database_url, out)
+    config = _config(tmp_path, {**province, "catalog": str(catalog / "catalog.json")}, out)
+    instance = dg.DagsterInstance.ephemeral()
+    lines: list[str] = []
+    with caplog.at_level(logging.WARNING, "ingestion"):
+        run(config, years=[YEARS[0]], instance=instance, latest=False, echo=lines.append)
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"scene {item['id']}: dropped")]
+    rows = [row.data for metadata in _materialisations(instance, "ndvi_composite").values()
+            for row in metadata["scenes"].records if row.data["item"] == item["id"]]
+    dropped = [row for row in rows if row["reason"].startswith("unreadable asset: ")]
+    assert len(dropped) >= 2, rows
+    assert len(warned) == 1, "\n".join(warned + lines)
+    assert f" dropped in {len(dropped)} of the {len(rows)} area-years that found it " in warned[0], warned[0]
+    assert "gone/nir.tif" in warned[0]

@@ -17,6 +17,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from shapely.geometry import box
 
+from ingestion.batch_reports import report_contradictions, report_drops
 from ingestion.config import AreaConfig, load_config
 from ingestion.imagery.composite import build_composite
 from ingestion.imagery.grid import target_geobox
@@ -29,10 +30,9 @@ from ingestion.imagery.offset_check import (
     UnreadableAssetError,
     check_offsets,
     dark_share,
-    report_contradictions,
 )
 from ingestion.sample.generator import generate
-from ingestion.scenes import BadItemError
+from ingestion.scenes import BadItemError, drop_unreadable, screen_items
 from ingestion.sources.base import SceneQuery
 from ingestion.sources.registry import load_source
 from ingestion.vector_utils import to_wgs84
@@ -275,6 +275,39 @@ def _area_config(sample_area: dict, catalog: Path, out: Path, on_bad_item: str =
         "imagery": {"source": "local-stac", "options": {"catalog_path": str(catalog)},
                     "on_bad_item": on_bad_item}}))
     return load_config(config_path).areas[0]
+
+
+def test_a_batch_warns_once_per_broken_scene(sample_area, tmp_path, caplog):
+    """A scene with an asset that cannot be read (a real 404) or with unreadable metadata is dropped by every
+    area-year that finds it; a batch warns once per scene and reason, counting those area-years among the ones
+    that found the scene. The selection rules' drops (cloud cover, window, duplicates) are expected: no warning."""
+    districts = gpd.read_file(sample_area["districts"])
+    aoi = districts.union_all()
+    query = SceneQuery.for_year(to_wgs84(aoi, districts.crs), 2024)
+    geobox = target_geobox(aoi, districts.crs.to_string(), 10)
+    half = geobox.width // 2
+    clean = load_source("local-stac", catalog_path=sample_area["catalog"]).select(query)  # the same scenes, intact
+    with RangeServer(tmp_path) as server:
+        catalog, shapes = _odd_items(sample_area, tmp_path, server, only=("404", "no eo:cloud_cover"))
+        found = load_source("local-stac", catalog_path=str(catalog)).select(query)
+        selected = []
+        with caplog.at_level(logging.INFO, logger="ingestion"):
+            for name, area in (("west 2024", geobox[:, :half]), ("east 2024", geobox[:, half:])):
+                screened = screen_items(found, warn=False)
+                selected.append((name, drop_unreadable(screened, check_offsets(screened.items, area, warn=False),
+                                                       warn=False)))
+            assert server.requests > 0  # the 404 was really asked for
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # detail at info only
+            caplog.clear()
+            lines = report_drops([*selected, ("GM0001 2024", clean)])
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == lines
+    reasons = {d.item_id: d.reason for d in selected[0][1].dropped if d.item_id in shapes}
+    assert len(reasons) == 2 and reasons[next(i for i, s in shapes.items() if s == "404")].startswith(
+        "unreadable asset: ")
+    in_clean = {d.item_id for d in clean.decisions}
+    assert clean.dropped and lines == [
+        f"scene {item}: dropped in 2 of the {2 + (item in in_clean)} area-years that found it (west 2024, "
+        f"east 2024): {reasons[item]}" for item in sorted(reasons)]
 
 
 def test_real_item_shapes_are_read_or_dropped_with_a_reason(sample_area, tmp_path):

@@ -25,11 +25,11 @@ from dagster_project.partitions import (
 from dagster_project.refresh import forced
 from dagster_project.resources import PostGISResource
 from ingestion import pipeline
+from ingestion.batch_reports import report_contradictions, report_drops
 from ingestion.config import AreaConfig, PipelineConfig
 from ingestion.export.preview import NDVI_RANGE, PREVIEW_PX, composite_png, markdown_image
 from ingestion.imagery.cog import read_preview
 from ingestion.imagery.datasets import keeping_open
-from ingestion.imagery.offset_check import report_contradictions
 from ingestion.imagery.scheduler import scheduler_address
 from ingestion.load.postgis import published_districts_version
 from ingestion.updates import load_composite_if_changed
@@ -155,7 +155,8 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
         # the batch's searches first, many in flight at once (a STAC API answers each in a few hundred ms)
         searches = pipeline.search_area_years([(area, year) for _, area, year in runnable])
 
-        # a batch warns once per item whose pixels contradict its metadata, after its area-years (below)
+        # a batch warns once per scene (pixels that contradict its metadata, a broken scene dropped), after its
+        # area-years (below), not once per scene and area-year
         batch = len(runnable) > 1
 
         def composite(area: AreaConfig, year: int, found: Any) -> tuple[pipeline.YearComposite, dict]:
@@ -177,8 +178,10 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                 if len(runnable) > 1:
                     state = "failed" if label(key) in failed else "skipped" if result.skipped else "done"
                     context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year} {state}")
-        if batch:  # the area-years computed now: a skipped one checked nothing
-            report_contradictions((label(key), result.composite.offsets) for key, result in done if not result.skipped)
+        if batch:  # the area-years computed now: a skipped one read nothing
+            computed = [(label(key), result) for key, result in done if not result.skipped]
+            report_drops((name, result.selection) for name, result in computed)
+            report_contradictions((name, result.composite.offsets) for name, result in computed)
         if failed:
             yield from materialised(context, metadata)
             raise PartitionFailure("ndvi_composite", failed, len(done))

@@ -271,8 +271,8 @@ def check_offsets(items: Sequence[pystac.Item], geobox: GeoBox, masked: Iterable
     pipeline's, :func:`ingestion.imagery.gdal_env.gdal_options`).
 
     Logs each decision, and a warning naming every item whose pixels contradict its metadata; with ``warn``
-    False that warning is logged at info, for a caller that reports a batch's contradictions once per item
-    (:func:`report_contradictions`).
+    False that warning is logged at info, for a batch that reports each such item once
+    (:func:`ingestion.batch_reports.report_contradictions`).
     """
     masked = tuple(masked)
     options = default_gdal_options() if gdal_options is None else dict(gdal_options)
@@ -302,41 +302,6 @@ def check_offsets(items: Sequence[pystac.Item], geobox: GeoBox, masked: Iterable
             log.info("scene %s: offset %g (%s; pixels: %s)", item.id, result.red.offset, result.prior.rule,
                      result.evidence.describe())
     return check
-
-
-#: Area-years named in a batch's warning about one item; the rest are counted.
-NAMED_AREA_YEARS = 3
-
-
-def report_contradictions(checked: Iterable[tuple[str, Mapping[str, OffsetDecision]]]) -> list[str]:
-    """One warning per item whose pixels contradicted its metadata in any of ``checked`` (per area-year: its
-    label and its decisions by item id), instead of one per item and area-year: a batch of 96 areas read the
-    same three mis-flagged scenes 261 times. The warning counts the area-years where the pixels contradicted
-    the metadata among those that read the item (elsewhere the sample was inconclusive, e.g. too few vegetation
-    pixels, and the metadata stood), names the first few, and gives the metadata's claim, the verdict and the
-    offset applied (the same in every contradicting area-year: the verdict has one other side). Returns the
-    lines logged, in item order."""
-    read: dict[str, int] = {}
-    contradicted: dict[str, list[tuple[str, OffsetDecision]]] = {}
-    for name, decisions in checked:
-        for item_id, decision in decisions.items():
-            read[item_id] = read.get(item_id, 0) + 1
-            if decision.contradicts_metadata:
-                contradicted.setdefault(item_id, []).append((name, decision))
-    lines = []
-    for item_id, found in sorted(contradicted.items()):
-        names = [name for name, _ in found]
-        more = len(names) - NAMED_AREA_YEARS
-        named = ", ".join(names[:NAMED_AREA_YEARS]) + (f" and {more} more" if more > 0 else "")
-        pixels = sorted(decision.evidence.vegetation_pixels for _, decision in found)
-        first = found[0][1]
-        line = (f"scene {item_id}: offset metadata contradicted by its pixels in {len(found)} of the "
-                f"{read[item_id]} area-years that read it ({named}): metadata says {first.metadata_text}, pixels "
-                f"say {first.evidence.verdict.value} ({pixels[0]:,} to {pixels[-1]:,} vegetation px per area-year); "
-                f"applying offset {first.red.offset:g}")
-        log.warning(line)
-        lines.append(line)
-    return lines
 
 
 def _one_line(exc: Exception) -> str:
