@@ -175,7 +175,7 @@ def build_imagery_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
                     result, metadata[key] = future.result()
                     context.add_asset_metadata(metadata[key], partition_key=key)
                     done.append((key, result))
-                if len(runnable) > 1:
+                if batch:
                     state = "failed" if label(key) in failed else "skipped" if result.skipped else "done"
                     context.log.info(f"composite {number} of {len(runnable)}: {area.code} {year} {state}")
         if batch:  # the area-years computed now: a skipped one read nothing
