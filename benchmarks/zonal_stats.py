@@ -309,12 +309,12 @@ def model_stats(conn: psycopg.Connection, models: CompiledModels,
     return {code: _as_stats(row, distribution.get(code)) for code, row in rows["ndvi_stats_yearly"].items()}
 
 
-def table_stats(conn: psycopg.Connection) -> dict[str, dict]:
-    """The statistics stored in both tables (what an incremental run left there)."""
+def table_stats(conn: psycopg.Connection, year: int = YEAR) -> dict[str, dict]:
+    """The statistics of ``year`` stored in both tables (what an incremental run left there)."""
     tables = {}
     for name in MODELS:
         cur = conn.execute(f"select * from analytics.{name} where area_code = %s and year = %s",  # noqa: S608
-                           (AREA, YEAR))
+                           (AREA, year))
         names = [c.name for c in cur.description]
         tables[name] = {r["district_code"]: r for r in (dict(zip(names, row, strict=True)) for row in cur)}
     distribution = tables["ndvi_stats_yearly_distribution"]

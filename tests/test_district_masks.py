@@ -240,3 +240,36 @@ def test_rasters_and_masks_are_written_with_lz4_where_the_server_has_it(bench_ds
     # every compressed value (small ones are stored as they are) with lz4
     assert methods == {"raw.ndvi_composites": ["lz4"], "analytics.stg_ndvi_tiles": ["lz4"],
                        "analytics.district_tile_masks": ["lz4"]}
+
+
+def test_years_tiled_at_different_tile_sizes_each_count_every_pixel_once(bench_dsn, tmp_path):
+    """When an area's tile size changes (``tile_size: auto`` chooses anew after a re-districting; here the var
+    changes) while a later year is loaded, every year of the area is tiled at the new size: the masks are cut on
+    one grid per area. Before, the earlier year kept its 64 px tiles, the masks were cut on a grid of 64 px
+    steps, and the later year's 32 px tiles got masks of the wrong cells: 1,930 pixels for a district of 1,447."""
+    x0, y0, width, height = 203_457.3, 471_233.9, 176, 112
+    districts = _block_districts(x0, y0, width, height, 16, 12, seed=8)
+    first = _case("first", x0, y0, width, height, districts, seed=31)
+    zonal_stats.load_case(first, bench_dsn, tmp_path)  # year YEAR
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="64")
+    later = _case("later", x0, y0, width, height, districts, seed=32)
+    composite = Composite(ndvi=later.ndvi, count=later.count, days=[], offsets={},
+                          geobox=GeoBox(later.ndvi.shape, later.transform, CRS))
+    with psycopg.connect(bench_dsn) as conn:
+        load_composite(conn, zonal_stats.AREA, YEAR + 1, write_composite_cog(composite, tmp_path / "later.tif"))
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="32")
+
+    with psycopg.connect(bench_dsn) as conn:
+        sizes = conn.execute("select year, max(st_width(rast)), min(tile_size), max(tile_size)"
+                             " from analytics.stg_ndvi_tiles group by year order by year").fetchall()
+        stats = {year: zonal_stats.table_stats(conn, year) for year in (YEAR, YEAR + 1)}
+        zones, claims = _mask_zones(conn, later, zonal_stats.AREA)
+        mask_sizes = conn.execute("select distinct round((st_xmax(cell) - st_xmin(cell)) / 10)"
+                                  " from analytics.district_tile_masks order by 1").fetchall()
+    assert mask_sizes == [(16,), (32,)]  # the 64 px cells' masks are gone (16: the narrower edge tiles)
+    assert int((claims > 1).sum()) == 0
+    np.testing.assert_array_equal(zones, _zones(later))
+    assert sizes == [(YEAR, 32, 32, 32), (YEAR + 1, 32, 32, 32)]  # the first year was tiled again
+    for year, case in ((YEAR, first), (YEAR + 1, later)):
+        assert zonal_stats.compare(stats[year], zonal_stats.numpy_stats(case)) == [], year
+        assert sum(s["district_pixel_count"] for s in stats[year].values()) == width * height, year

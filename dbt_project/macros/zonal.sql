@@ -1,5 +1,5 @@
 {#-
-  Helpers for the zonal statistics (stg_ndvi_tiles).
+  Helpers for the zonal statistics (stg_ndvi_tiles, district_tile_masks).
 -#}
 
 {#-
@@ -55,4 +55,40 @@
         left join area_median_sides
             on area_median_sides.area_code = area_pixel_areas.area_code
     {%- endif -%}
+{%- endmacro %}
+
+{#-
+  Pre-hook of district_tile_masks: delete the masks of every area whose tiles were cut at another size since
+  they were built (stg_ndvi_tiles tiles every year of an area at the area's one size, and tiles them all again
+  when it changes). Their cells are no tile's any more: left, they would only take space, never a pixel
+  (ndvi_stats_yearly matches a mask's cell to a tile by all four corners). The run then masks the new cells.
+  Compared in pixels: the widest and highest mask cell against the area's tile size.
+-#}
+{% macro delete_masks_of_another_tile_size() -%}
+    delete from {{ this }} as built
+    using (
+        select tiles.area_code
+        from (
+            select
+                area_code,
+                max(st_width(rast)) as tile_width,
+                max(st_height(rast)) as tile_height,
+                min(st_scalex(rast)) as scale_x,
+                min(abs(st_scaley(rast))) as scale_y
+            from {{ ref('stg_ndvi_tiles') }}
+            group by area_code
+        ) as tiles
+        inner join (
+            select
+                area_code,
+                max(st_xmax(cell) - st_xmin(cell)) as cell_width,
+                max(st_ymax(cell) - st_ymin(cell)) as cell_height
+            from {{ this }}
+            group by area_code
+        ) as masks
+            on masks.area_code = tiles.area_code
+        where round(masks.cell_width / tiles.scale_x) <> tiles.tile_width
+            or round(masks.cell_height / tiles.scale_y) <> tiles.tile_height
+    ) as retiled
+    where built.area_code = retiled.area_code
 {%- endmacro %}

@@ -5,7 +5,8 @@
     on_schema_change='fail',
     pre_hook=[
       lz4_toast_compression(),
-      "{% if is_incremental() %}delete from {{ this }} as built where not exists (select from {{ ref('stg_districts') }} as d where d.area_code = built.area_code and d.districts_version = built.districts_version){% endif %}"
+      "{% if is_incremental() %}delete from {{ this }} as built where not exists (select from {{ ref('stg_districts') }} as d where d.area_code = built.area_code and d.districts_version = built.districts_version){% endif %}",
+      "{% if is_incremental() %}{{ delete_masks_of_another_tile_size() }}{% endif %}"
     ],
     post_hook=[
       "create index if not exists {{ this.name }}_district_order_idx on {{ this }} (area_code, district_code, st_xmin(cell), st_ymax(cell))",
@@ -34,9 +35,10 @@
 --     counted from the slice. Time proportional to the district-tile pairs (issue 21: 14,000 districts,
 --     100,000 pairs).
 --
--- Incremental: rows carry the area's `districts_version` they were built for; a pre-hook deletes an area's
--- rows when its districts change, and each run adds only tile cells of an area not seen yet (a new year on
--- the same grid adds nothing).
+-- Incremental: rows carry the area's `districts_version` they were built for; pre-hooks delete an area's
+-- rows when its districts change or its tiles were cut at another size (stg_ndvi_tiles cuts every year of an
+-- area at one size, so an area has one tile grid), and each run adds only tile cells of an area not seen yet
+-- (a new year on the same grid adds nothing).
 with districts as (
 
     select area_code, district_code, geometry, districts_version

@@ -3,6 +3,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['area_code', 'year'],
+    on_schema_change='append_new_columns',
     pre_hook=lz4_toast_compression(),
     post_hook=[
       "create index if not exists {{ this.name }}_hull_gix on {{ this }} using gist (st_convexhull(rast))",
@@ -16,8 +17,12 @@
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
 -- index on the tile hull makes that a fast index join; ndvi_stats_yearly finds a mask's tile by the btree
 -- `cell_idx` on the tile's corner, cheaper per lookup than the GiST `~=`). A run tiles every area-year whose composite was
--- loaded since it was last tiled (`loaded_at`), so neither Dagster nor a plain `dbt build` passes the area or
+-- loaded since it was last tiled (`loaded_at`), or that was tiled at another size than its area's now, so neither Dagster nor a plain `dbt build` passes the area or
 -- the year: no `--vars`, hence no full re-parse of the project per partition.
+{#- tables built before `tile_size` was stored get the column from on_schema_change; until then, treat their
+    tiles' size as unknown, so that they are tiled once more -#}
+{%- set tiled_size = 'tile_size' if is_incremental()
+    and 'tile_size' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) else 'null::integer' %}
 with composites as (
 
     select area_code, year, rid, rast, loaded_at
@@ -33,26 +38,32 @@ composite_loads as (
 
 ),
 
+area_tile_sizes as (
+
+    -- one tile size per area, for all its years, from that area's districts only (macro zonal_tile_sizes)
+    {{ zonal_tile_sizes() | indent(4) }}
+
+),
+
 loads_to_tile as (
 
+    -- the area-years loaded since they were last tiled, and those tiled at another size than their area's now
+    -- (`tile_size: auto` chooses anew after a re-districting): every year of an area is tiled at one size, so the
+    -- area has one tile grid, on which district_tile_masks cuts its masks
     select composite_loads.area_code, composite_loads.year, composite_loads.loaded_at
     from composite_loads
     {% if is_incremental() %}
+    inner join area_tile_sizes
+        on area_tile_sizes.area_code = composite_loads.area_code
     left join (
-        select area_code, year, max(composite_loaded_at) as loaded_at
+        select area_code, year, max(composite_loaded_at) as loaded_at, max({{ tiled_size }}) as tile_size
         from {{ this }}
         group by area_code, year
     ) as tiled
         on tiled.area_code = composite_loads.area_code and tiled.year = composite_loads.year
     where tiled.loaded_at is distinct from composite_loads.loaded_at
+        or tiled.tile_size is distinct from area_tile_sizes.tile_size
     {% endif %}
-
-),
-
-area_tile_sizes as (
-
-    -- one tile size per area, for all its years, from that area's districts only (macro zonal_tile_sizes)
-    {{ zonal_tile_sizes() | indent(4) }}
 
 ),
 
@@ -63,6 +74,7 @@ tiles as (
         composites.year,
         composites.rid,
         loads_to_tile.loaded_at,
+        area_tile_sizes.tile_size,
         tile.n as tile_number,
         tile.rast
     from composites
@@ -81,5 +93,6 @@ select
     year::integer as year,
     (rid::bigint * 1000000 + tile_number)::bigint as tile_id,
     rast,
-    loaded_at::timestamptz as composite_loaded_at
+    loaded_at::timestamptz as composite_loaded_at,
+    tile_size::integer as tile_size
 from tiles
