@@ -20,3 +20,19 @@
     from pg_settings
     where name = 'default_toast_compression' and 'lz4' = any(enumvals)
 {%- endmacro %}
+
+{#-
+  For district_tile_masks: let PostgreSQL rasterise the districts in parallel workers, for this model's
+  transaction only. With the planner's defaults (starting a worker costs 1,000, a row passed back 0.1) ST_Clip
+  and ST_Tile look nearly free, and the plan stayed serial: one core rasterised 14,000 districts in 7.1 s while
+  the other waited. With these the workers do it in 3.9 s, the same rows (max_parallel_workers_per_gather,
+  2 by default, still caps the workers). extra_float_digits >= 1 makes float8 text exact (the model passes
+  the tile grids to the workers as jsonb).
+-#}
+{% macro parallel_rasterisation() -%}
+    select
+        set_config('parallel_setup_cost', '0', true),
+        set_config('parallel_tuple_cost', '0', true),
+        set_config('min_parallel_table_scan_size', '0', true),
+        set_config('extra_float_digits', '1', true)
+{%- endmacro %}

@@ -5,6 +5,7 @@
     on_schema_change='fail',
     pre_hook=[
       lz4_toast_compression(),
+      parallel_rasterisation(),
       "{% if is_incremental() %}delete from {{ this }} as built where not exists (select from {{ ref('stg_districts') }} as d where d.area_code = built.area_code and d.districts_version = built.districts_version){% endif %}",
       "{% if is_incremental() %}{{ delete_masks_of_another_tile_size() }}{% endif %}"
     ],
@@ -107,6 +108,31 @@ new_cells as (
 
 ),
 
+area_grids_for_workers as (
+
+    -- area_grids again, as rows a parallel worker can read. The districts are rasterised in parallel workers
+    -- (pre-hook parallel_rasterisation), which cannot read a CTE's rows: joined to area_grids itself, the
+    -- rasterisation ran in the leader alone. So the grids travel as one jsonb value, made once before the
+    -- workers start, and each worker expands it. Floats go through jsonb exactly (extra_float_digits >= 1,
+    -- set by the pre-hook: the shortest text that reads back as the same double).
+    select grids.*
+    from jsonb_to_recordset((select jsonb_agg(area_grids) from area_grids)) as grids (
+        area_code text,
+        grid_xmin double precision,
+        grid_ymax double precision,
+        grid_xmax double precision,
+        grid_ymin double precision,
+        tile_width integer,
+        tile_height integer,
+        step_x double precision,
+        step_y double precision,
+        scale_x double precision,
+        scale_y double precision,
+        srid integer
+    )
+
+),
+
 district_tile_ranges as (
 
     -- the columns and rows of the area's tiles that the district's bounding box overlaps
@@ -133,9 +159,10 @@ district_tile_ranges as (
             as first_row,
         floor((area_grids.grid_ymax - st_ymin(districts.geometry)) / area_grids.step_y)::int as last_row
     from districts
-    inner join area_grids
+    inner join area_grids_for_workers as area_grids
         on area_grids.area_code = districts.area_code
-    where exists (select from new_cells where new_cells.area_code = districts.area_code)
+    -- only areas with new tile cells (a list computed once, before the workers start: new_cells is a CTE)
+    where districts.area_code = any (array(select distinct new_cells.area_code from new_cells))
 
 ),
 
@@ -143,7 +170,9 @@ district_span_tiles as (
 
     -- the district rasterised once, as a polygon, on the span of its candidate tiles (clipped to the grid's
     -- extent, so that its edge tiles are as narrow as the area's): 1 where the pixel centre lies in the polygon,
-    -- 0 (nodata) elsewhere; then cut into the area's tiles (the span starts on a tile corner)
+    -- 0 (nodata) elsewhere; then cut into the area's tiles (the span starts on a tile corner). ST_Tile is called
+    -- in the select list, not in a LATERAL: a LATERAL subquery's reference to its outer row is a parameter that
+    -- keeps the plan in the leader, and the rasterisation is what the workers are for
     select
         spans.area_code,
         spans.district_code,
@@ -152,38 +181,45 @@ district_span_tiles as (
         spans.grid_ymax,
         spans.step_x,
         spans.step_y,
-        span_tiles.tile
-    from district_tile_ranges as spans
-    cross join lateral st_tile(
-        st_clip(
-            st_addband(
-                st_makeemptyraster(
-                    round((least(spans.grid_xmax, spans.grid_xmin + (spans.last_column + 1) * spans.step_x)
-                           - (spans.grid_xmin + spans.first_column * spans.step_x)) / spans.scale_x)::int,
-                    round(((spans.grid_ymax - spans.first_row * spans.step_y)
-                           - greatest(spans.grid_ymin, spans.grid_ymax - (spans.last_row + 1) * spans.step_y))
-                          / abs(spans.scale_y))::int,
-                    spans.grid_xmin + spans.first_column * spans.step_x,
-                    spans.grid_ymax - spans.first_row * spans.step_y,
-                    spans.scale_x, spans.scale_y, 0, 0, spans.srid
+        st_tile(
+            st_clip(
+                st_addband(
+                    st_makeemptyraster(
+                        round((least(spans.grid_xmax, spans.grid_xmin + (spans.last_column + 1) * spans.step_x)
+                               - (spans.grid_xmin + spans.first_column * spans.step_x)) / spans.scale_x)::int,
+                        round(((spans.grid_ymax - spans.first_row * spans.step_y)
+                               - greatest(spans.grid_ymin, spans.grid_ymax - (spans.last_row + 1) * spans.step_y))
+                              / abs(spans.scale_y))::int,
+                        spans.grid_xmin + spans.first_column * spans.step_x,
+                        spans.grid_ymax - spans.first_row * spans.step_y,
+                        spans.scale_x, spans.scale_y, 0, 0, spans.srid
+                    ),
+                    '8BUI'::text, 1, 0
                 ),
-                '8BUI'::text, 1, 0
+                spans.geometry, false
             ),
-            spans.geometry, false
-        ),
-        spans.tile_width, spans.tile_height
-    ) as span_tiles (tile)
+            spans.tile_width, spans.tile_height
+        ) as tile
+    from district_tile_ranges as spans
     where spans.last_column >= spans.first_column and spans.last_row >= spans.first_row
+
+),
+
+counted_span_tiles as (
+
+    -- each tile of the span with the count of pixel centres inside (ST_Count of the non-nodata pixels: a C loop;
+    -- counting the dumped array's elements in SQL and dumping every tile, needed or not, took 8 of the 18 s of
+    -- 14,000 districts), counted once: OFFSET 0 keeps the planner from evaluating ST_Count three times (the
+    -- filter, covers_cell and the mask's CASE; 2.6 of 11.8 s at 14,000 districts)
+    select span_tiles.*, st_count(span_tiles.tile, 1, true) as inside_pixels
+    from district_span_tiles as span_tiles
+    offset 0
 
 ),
 
 district_cell_slices as (
 
-    -- each new tile cell of the district: the span's tile at its position, and the count of pixel centres
-    -- inside (ST_Count of the non-nodata pixels: a C loop; counting the dumped array's elements in SQL and
-    -- dumping every tile, needed or not, took 8 of the 18 s of 14,000 districts). Counted once, in a LATERAL
-    -- with OFFSET 0: as a plain column the planner evaluated ST_Count three times (the filter, covers_cell and
-    -- the mask's CASE), 2.6 of 11.8 s at 14,000 districts.
+    -- each new tile cell of the district: the span's tile at its position
     select
         span_tiles.area_code,
         span_tiles.district_code,
@@ -191,9 +227,8 @@ district_cell_slices as (
         new_cells.cell,
         new_cells.cell_width * new_cells.cell_height as cell_pixels,
         span_tiles.tile,
-        tile_counts.inside_pixels
-    from district_span_tiles as span_tiles
-    cross join lateral (select st_count(span_tiles.tile, 1, true) as inside_pixels offset 0) as tile_counts
+        span_tiles.inside_pixels
+    from counted_span_tiles as span_tiles
     inner join new_cells
         on new_cells.area_code = span_tiles.area_code
         and new_cells.tile_column
