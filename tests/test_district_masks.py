@@ -273,3 +273,31 @@ def test_years_tiled_at_different_tile_sizes_each_count_every_pixel_once(bench_d
     for year, case in ((YEAR, first), (YEAR + 1, later)):
         assert zonal_stats.compare(stats[year], zonal_stats.numpy_stats(case)) == [], year
         assert sum(s["district_pixel_count"] for s in stats[year].values()) == width * height, year
+
+
+def test_years_on_grids_with_different_origins_each_count_every_pixel_once(bench_dsn, tmp_path):
+    """A re-districting that moves the AOI moves the grid of the years composited after it (the grid follows
+    the AOI), while the earlier years keep theirs: every year is then recomputed for the new districts, and
+    the masks of both grids are built in one run. Each year's statistics must be numpy's."""
+    x0, y0, width, height = 203_457.3, 471_233.9, 176, 112
+    first = _case("first", x0, y0, width, height, _block_districts(x0, y0, width, height, 16, 12, seed=8),
+                  seed=31)
+    zonal_stats.load_case(first, bench_dsn, tmp_path)  # year YEAR
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="32")
+    # new districts, and a composite 5 px further west and 3 px further north: another tile grid
+    districts = _block_districts(x0, y0, width, height, 16, 7, seed=9)
+    later = _case("later", x0 - 5 * PIXEL, y0 + 3 * PIXEL, width + 9, height + 7, districts, seed=32)
+    composite = Composite(ndvi=later.ndvi, count=later.count, days=[], offsets={},
+                          geobox=GeoBox(later.ndvi.shape, later.transform, CRS))
+    with psycopg.connect(bench_dsn) as conn:
+        stage_districts(conn, zonal_stats.AREA, districts)
+        load_composite(conn, zonal_stats.AREA, YEAR + 1, write_composite_cog(composite, tmp_path / "later.tif"))
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="32")
+
+    earlier = zonal_stats.Case("first", first.ndvi, first.count, first.transform, CRS, districts)
+    with psycopg.connect(bench_dsn) as conn:
+        stats = {year: zonal_stats.table_stats(conn, year) for year in (YEAR, YEAR + 1)}
+        origins = conn.execute("select distinct st_upperleftx(rast) from raw.ndvi_composites order by 1").fetchall()
+    assert len(origins) == 2
+    for year, case in ((YEAR, earlier), (YEAR + 1, later)):
+        assert zonal_stats.compare(stats[year], zonal_stats.numpy_stats(case)) == [], year

@@ -17,13 +17,13 @@
   )
 }}
 
--- Which pixels of each tile belong to each district, computed once per districts version and reused by
--- every year (the grid is the same for all years of an area), so the yearly model never touches a district
+-- Which pixels of each tile belong to each district, computed once per districts version and tile cell and
+-- reused by every year (the years of an area share their grid), so the yearly model never touches a district
 -- polygon: ndvi_stats_yearly applies the mask with ST_SetValues (a plain loop, ~free), or takes a tile whole
 -- where every pixel centre lies in the district.
 --
 -- Every pixel counts for exactly one district (where districts do not overlap), by the pixel-centre rule:
--- each district is rasterised ONCE, as a polygon, on the span of whole tiles it overlaps (ST_Clip of a one-band
+-- each district is rasterised ONCE per grid, as a polygon, on the span of whole tiles it overlaps (ST_Clip of a one-band
 -- raster of that span: GDAL's pixel-centre rasterisation, the rule numpy/rasterio use), and each tile's mask is
 -- a slice of that array. Why:
 --   * rasterising the polygon itself, never its intersection with a tile, leaves no line or point to burn:
@@ -38,8 +38,8 @@
 --
 -- Incremental: rows carry the area's `districts_version` they were built for; pre-hooks delete an area's
 -- rows when its districts change or its tiles were cut at another size (stg_ndvi_tiles cuts every year of an
--- area at one size, so an area has one tile grid), and each run adds only tile cells of an area not seen yet
--- (a new year on the same grid adds nothing).
+-- area at one size), and each run adds only tile cells of an area not seen yet (a new year on the same grid
+-- adds nothing).
 with districts as (
 
     select area_code, district_code, geometry, districts_version
@@ -47,32 +47,35 @@ with districts as (
 
 ),
 
-tile_cells as (
+tiles as (
 
-    -- every tile cell of the area's grid (one per position, whatever the years), with its corner
-    select distinct on (tiles.area_code, st_envelope(tiles.rast))
-        tiles.area_code,
-        st_envelope(tiles.rast) as cell,
-        st_xmin(st_envelope(tiles.rast)) as cell_xmin,
-        st_ymax(st_envelope(tiles.rast)) as cell_ymax,
-        st_xmax(st_envelope(tiles.rast)) as cell_xmax,
-        st_ymin(st_envelope(tiles.rast)) as cell_ymin,
-        st_width(tiles.rast) as cell_width,
-        st_height(tiles.rast) as cell_height,
-        st_scalex(tiles.rast) as scale_x,
-        st_scaley(tiles.rast) as scale_y,
-        st_srid(tiles.rast) as srid
-    from {{ ref('stg_ndvi_tiles') }} as tiles
-    order by tiles.area_code, st_envelope(tiles.rast)
+    -- every tile's cell (its envelope) and corners, metres in the area's CRS
+    select
+        area_code,
+        year,
+        st_envelope(rast) as cell,
+        st_xmin(st_envelope(rast)) as cell_xmin,
+        st_ymax(st_envelope(rast)) as cell_ymax,
+        st_xmax(st_envelope(rast)) as cell_xmax,
+        st_ymin(st_envelope(rast)) as cell_ymin,
+        st_width(rast) as cell_width,
+        st_height(rast) as cell_height,
+        st_scalex(rast) as scale_x,
+        st_scaley(rast) as scale_y,
+        st_srid(rast) as srid
+    from {{ ref('stg_ndvi_tiles') }}
 
 ),
 
-area_grids as (
+year_grids as (
 
-    -- the area's tile grid: its upper-left corner, the tile step (the largest tile: edge tiles may be smaller)
-    -- and pixel size, metres in the area's CRS
+    -- the tile grid of each area-year: its upper-left corner and extent, the tile step (the largest tile: edge
+    -- tiles may be smaller) and the pixel size. The years of an area share one grid unless its AOI moved (a
+    -- re-districting: the composites made since then lie on a grid of another origin or extent, the earlier
+    -- ones keep theirs), so grids are numbered per area, and a cell is masked on its own grid
     select
         area_code,
+        year,
         min(cell_xmin) as grid_xmin,
         max(cell_ymax) as grid_ymax,
         max(cell_xmax) as grid_xmax,
@@ -83,22 +86,41 @@ area_grids as (
         max(cell_height) * min(abs(scale_y)) as step_y,
         min(scale_x) as scale_x,
         min(scale_y) as scale_y,
-        min(srid) as srid
-    from tile_cells
-    group by area_code
+        min(srid) as srid,
+        dense_rank() over (
+            partition by area_code
+            order by min(cell_xmin), max(cell_ymax), max(cell_xmax), min(cell_ymin), max(cell_width),
+                max(cell_height)
+        ) as grid_number
+    from tiles
+    group by area_code, year
+
+),
+
+tile_cells as (
+
+    -- every tile cell of an area (one per position, whatever the years), on the first grid that has it (a
+    -- cell's mask depends on the cell alone), with its column and row on that grid
+    select distinct on (tiles.area_code, tiles.cell)
+        tiles.area_code,
+        tiles.cell,
+        tiles.cell_width,
+        tiles.cell_height,
+        year_grids.grid_number,
+        round((tiles.cell_xmin - year_grids.grid_xmin) / year_grids.step_x)::int as tile_column,
+        round((year_grids.grid_ymax - tiles.cell_ymax) / year_grids.step_y)::int as tile_row
+    from tiles
+    inner join year_grids
+        on year_grids.area_code = tiles.area_code and year_grids.year = tiles.year
+    order by tiles.area_code, tiles.cell, year_grids.grid_number
 
 ),
 
 new_cells as (
 
-    -- the tile cells not masked yet, with their column and row on the area's grid
-    select
-        tile_cells.*,
-        round((tile_cells.cell_xmin - area_grids.grid_xmin) / area_grids.step_x)::int as tile_column,
-        round((area_grids.grid_ymax - tile_cells.cell_ymax) / area_grids.step_y)::int as tile_row
+    -- the tile cells not masked yet
+    select tile_cells.*
     from tile_cells
-    inner join area_grids
-        on area_grids.area_code = tile_cells.area_code
     {% if is_incremental() %}
     where not exists (
         select from {{ this }} as built
@@ -108,16 +130,28 @@ new_cells as (
 
 ),
 
-area_grids_for_workers as (
+grids_with_new_cells as (
 
-    -- area_grids again, as rows a parallel worker can read. The districts are rasterised in parallel workers
-    -- (pre-hook parallel_rasterisation), which cannot read a CTE's rows: joined to area_grids itself, the
-    -- rasterisation ran in the leader alone. So the grids travel as one jsonb value, made once before the
-    -- workers start, and each worker expands it. Floats go through jsonb exactly (extra_float_digits >= 1,
-    -- set by the pre-hook: the shortest text that reads back as the same double).
+    -- the grids of the new cells, one row per area and grid number, as rows a parallel worker can read. The
+    -- districts are rasterised in parallel workers (pre-hook parallel_rasterisation), which cannot read a CTE's
+    -- rows: joined to a CTE, the rasterisation ran in the leader alone. So the grids travel as one jsonb value,
+    -- made once before the workers start, and each worker expands it. Floats go through jsonb exactly
+    -- (extra_float_digits >= 1, set by the pre-hook: the shortest text that reads back as the same double).
     select grids.*
-    from jsonb_to_recordset((select jsonb_agg(area_grids) from area_grids)) as grids (
+    from jsonb_to_recordset((
+        select jsonb_agg(year_grids)
+        from (
+            select distinct on (area_code, grid_number) *
+            from year_grids
+            order by area_code, grid_number
+        ) as year_grids
+        where exists (
+            select from new_cells
+            where new_cells.area_code = year_grids.area_code and new_cells.grid_number = year_grids.grid_number
+        )
+    )) as grids (
         area_code text,
+        grid_number bigint,
         grid_xmin double precision,
         grid_ymax double precision,
         grid_xmax double precision,
@@ -135,34 +169,34 @@ area_grids_for_workers as (
 
 district_tile_ranges as (
 
-    -- the columns and rows of the area's tiles that the district's bounding box overlaps
+    -- per district and grid of its area with new cells: the columns and rows of the grid's tiles that the
+    -- district's bounding box overlaps
     select
         districts.area_code,
         districts.district_code,
         districts.districts_version,
         districts.geometry,
-        area_grids.grid_xmin,
-        area_grids.grid_ymax,
-        area_grids.grid_xmax,
-        area_grids.grid_ymin,
-        area_grids.tile_width,
-        area_grids.tile_height,
-        area_grids.step_x,
-        area_grids.step_y,
-        area_grids.scale_x,
-        area_grids.scale_y,
-        area_grids.srid,
-        greatest(floor((st_xmin(districts.geometry) - area_grids.grid_xmin) / area_grids.step_x), 0)::int
+        grids.grid_number,
+        grids.grid_xmin,
+        grids.grid_ymax,
+        grids.grid_xmax,
+        grids.grid_ymin,
+        grids.tile_width,
+        grids.tile_height,
+        grids.step_x,
+        grids.step_y,
+        grids.scale_x,
+        grids.scale_y,
+        grids.srid,
+        greatest(floor((st_xmin(districts.geometry) - grids.grid_xmin) / grids.step_x), 0)::int
             as first_column,
-        floor((st_xmax(districts.geometry) - area_grids.grid_xmin) / area_grids.step_x)::int as last_column,
-        greatest(floor((area_grids.grid_ymax - st_ymax(districts.geometry)) / area_grids.step_y), 0)::int
+        floor((st_xmax(districts.geometry) - grids.grid_xmin) / grids.step_x)::int as last_column,
+        greatest(floor((grids.grid_ymax - st_ymax(districts.geometry)) / grids.step_y), 0)::int
             as first_row,
-        floor((area_grids.grid_ymax - st_ymin(districts.geometry)) / area_grids.step_y)::int as last_row
+        floor((grids.grid_ymax - st_ymin(districts.geometry)) / grids.step_y)::int as last_row
     from districts
-    inner join area_grids_for_workers as area_grids
-        on area_grids.area_code = districts.area_code
-    -- only areas with new tile cells (a list computed once, before the workers start: new_cells is a CTE)
-    where districts.area_code = any (array(select distinct new_cells.area_code from new_cells))
+    inner join grids_with_new_cells as grids
+        on grids.area_code = districts.area_code
 
 ),
 
@@ -177,6 +211,7 @@ district_span_tiles as (
         spans.area_code,
         spans.district_code,
         spans.districts_version,
+        spans.grid_number,
         spans.grid_xmin,
         spans.grid_ymax,
         spans.step_x,
@@ -219,7 +254,7 @@ counted_span_tiles as (
 
 district_cell_slices as (
 
-    -- each new tile cell of the district: the span's tile at its position
+    -- each new tile cell of the district: the span's tile at its position on the cell's grid
     select
         span_tiles.area_code,
         span_tiles.district_code,
@@ -231,6 +266,7 @@ district_cell_slices as (
     from counted_span_tiles as span_tiles
     inner join new_cells
         on new_cells.area_code = span_tiles.area_code
+        and new_cells.grid_number = span_tiles.grid_number
         and new_cells.tile_column
             = round((st_upperleftx(span_tiles.tile) - span_tiles.grid_xmin) / span_tiles.step_x)::int
         and new_cells.tile_row
