@@ -56,3 +56,24 @@ def test_adding_an_area_leaves_another_areas_tiling_as_it_was(database_url):
         assert _tile_sizes(database_url) == {"large": 256, "small": 32}
     finally:
         reset_database(database_url)
+
+
+@pytest.mark.parametrize("size", ["100", "0", "2048"])
+def test_a_tile_size_that_does_not_divide_the_load_squares_is_refused(database_url, size):
+    """The loader stores composites in 1,024 px squares and ST_Tile cuts each on its own: at 100 px the tiles
+    of the second square start at 1,024, off the 100 px grid the masks are cut on, and a district of 5,349
+    pixels got 5,897. Such a size fails before any SQL, naming the var and what to use."""
+    shown = subprocess.run([DBT_CLI, "compile", "--inline", SIZES, "--vars", json.dumps({"tile_size": size})],
+                           env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, text=True,
+                           cwd=DBT_PROJECT_DIR, timeout=300)
+    assert shown.returncode != 0
+    assert "var 'tile_size' must divide 1024" in shown.stdout, shown.stdout[-2000:]
+    assert f"got '{size}'" in shown.stdout
+
+
+def test_a_power_of_two_tile_size_is_taken_for_every_area(database_url):
+    shown = subprocess.run([DBT_CLI, "compile", "--inline", SIZES, "--vars", json.dumps({"tile_size": "64"})],
+                           env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, text=True,
+                           cwd=DBT_PROJECT_DIR, timeout=300)
+    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-2000:]
+    assert "64 as tile_size" in shown.stdout

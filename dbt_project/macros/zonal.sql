@@ -15,6 +15,11 @@
 {% macro zonal_tile_sizes() -%}
     {%- set configured = var('tile_size', 'auto') | string | trim -%}
     {%- if configured.isdigit() -%}
+        {#- the loader stores each composite in 1,024 px squares (ingestion/load/postgis.py DEFAULT_LOAD_TILE),
+            and ST_Tile cuts each square on its own: only a size that divides 1,024 gives one regular grid -#}
+        {%- if configured | int < 1 or 1024 % (configured | int) != 0 -%}
+            {{ exceptions.raise_compiler_error("var 'tile_size' must divide 1024, the size of the squares the loader stores a composite in (a power of two up to 1024: 32, 64, 128, 256, ...), or be 'auto'; got '" ~ configured ~ "': its tiles would not form one grid across those squares") }}
+        {%- endif -%}
         select distinct area_code, {{ configured | int }} as tile_size
         from {{ source('raw', 'ndvi_composites') }}
     {%- elif configured != 'auto' -%}

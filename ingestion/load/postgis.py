@@ -34,7 +34,7 @@ from ingestion.years import validate_year
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOAD_TILE = 1024  # pixels; dbt re-tiles in stg_ndvi_tiles
+DEFAULT_LOAD_TILE = 1024  # pixels; dbt re-tiles in stg_ndvi_tiles at a size that divides it (macro zonal_tile_sizes)
 _SETUP_LOCK = 7_214_001  # advisory lock key: DDL of the raw schema and district changes, so runs do not race
 
 
