@@ -244,8 +244,8 @@ def test_rasters_and_masks_are_written_with_lz4_where_the_server_has_it(bench_ds
 
 def test_years_tiled_at_different_tile_sizes_each_count_every_pixel_once(bench_dsn, tmp_path):
     """When an area's tile size changes (``tile_size: auto`` chooses anew after a re-districting; here the var
-    changes) while a later year is loaded, every year of the area is tiled at the new size: the masks are cut on
-    one grid per area. Before, the earlier year kept its 64 px tiles, the masks were cut on a grid of 64 px
+    changes) while a later year is loaded, every year of the area is tiled at the new size, and the masks of the
+    old size are deleted. Before, the earlier year kept its 64 px tiles, the masks were cut on a grid of 64 px
     steps, and the later year's 32 px tiles got masks of the wrong cells: 1,930 pixels for a district of 1,447."""
     x0, y0, width, height = 203_457.3, 471_233.9, 176, 112
     districts = _block_districts(x0, y0, width, height, 16, 12, seed=8)

@@ -23,9 +23,9 @@
 -- where every pixel centre lies in the district.
 --
 -- Every pixel counts for exactly one district (where districts do not overlap), by the pixel-centre rule:
--- each district is rasterised ONCE per grid, as a polygon, on the span of whole tiles it overlaps (ST_Clip of a one-band
--- raster of that span: GDAL's pixel-centre rasterisation, the rule numpy/rasterio use), and each tile's mask is
--- a slice of that array. Why:
+-- each district is rasterised ONCE per grid, as a polygon, on the span of whole tiles it overlaps (ST_Clip of a
+-- one-band raster of that span: GDAL's pixel-centre rasterisation, the rule numpy/rasterio use), and each tile's
+-- mask is a slice of that array. Why:
 --   * rasterising the polygon itself, never its intersection with a tile, leaves no line or point to burn:
 --     ST_Clip(tile, district) rasterised whatever district ∩ tile was, and where a district only touches a tile
 --     (its edge on the tile's edge) that is a line, which GDAL burns as a full row of the neighbour's pixels
@@ -202,9 +202,9 @@ district_tile_ranges as (
 
 district_span_tiles as (
 
-    -- the district rasterised once, as a polygon, on the span of its candidate tiles (clipped to the grid's
-    -- extent, so that its edge tiles are as narrow as the area's): 1 where the pixel centre lies in the polygon,
-    -- 0 (nodata) elsewhere; then cut into the area's tiles (the span starts on a tile corner). ST_Tile is called
+    -- the district rasterised once per grid, as a polygon, on the span of its candidate tiles (clipped to the
+    -- grid's extent, so that its edge tiles are as narrow as the grid's): 1 where the pixel centre lies in the
+    -- polygon, 0 (nodata) elsewhere; then cut into the grid's tiles (the span starts on a tile corner). ST_Tile is called
     -- in the select list, not in a LATERAL: a LATERAL subquery's reference to its outer row is a parameter that
     -- keeps the plan in the leader, and the rasterisation is what the workers are for
     select

@@ -114,9 +114,8 @@ pixel_stats as materialized (
                 -- the mask's cell is st_envelope of a tile of the same grid, so its corner finds the tile
                 -- exactly: a btree lookup on stg_ndvi_tiles_cell_idx instead of the GiST `hull ~= cell` one
                 -- (measured: ~0.3 s of 43,000 district-tile pairs on L, ~10 %). The opposite corner must
-                -- match too: should a mask of another tile size remain, it shares the upper-left corner
-                -- (stg_ndvi_tiles tiles all years of an area at one size, and the masks of another are
-                -- deleted).
+                -- match too: the cells of another grid of the area (another year's origin or extent, whose
+                -- edge tiles are narrower or wider) may share a tile's upper-left corner.
                 on st_xmin(st_envelope(tiles.rast)) = st_xmin(masks.cell)
                 and st_ymax(st_envelope(tiles.rast)) = st_ymax(masks.cell)
                 and st_xmax(st_envelope(tiles.rast)) = st_xmax(masks.cell)

@@ -16,9 +16,10 @@
 
 -- Composite rasters cut into small tiles so each district touches only the tiles it overlaps (the GIST
 -- index on the tile hull makes that a fast index join; ndvi_stats_yearly finds a mask's tile by the btree
--- `cell_idx` on the tile's corner, cheaper per lookup than the GiST `~=`). A run tiles every area-year whose composite was
--- loaded since it was last tiled (`loaded_at`), or that was tiled at another size than its area's now, so neither Dagster nor a plain `dbt build` passes the area or
--- the year: no `--vars`, hence no full re-parse of the project per partition.
+-- `cell_idx` on the tile's corner, cheaper per lookup than the GiST `~=`). A run tiles every area-year whose
+-- composite was loaded since it was last tiled (`loaded_at`), or that was tiled at another size than its area's
+-- now, so neither Dagster nor a plain `dbt build` passes the area or the year: no `--vars`, hence no full
+-- re-parse of the project per partition.
 {#- tables built before `tile_size` was stored get the column from on_schema_change; until then, treat their
     tiles' size as unknown, so that they are tiled once more -#}
 {%- set tiled_size = 'tile_size' if is_incremental()
@@ -48,8 +49,8 @@ area_tile_sizes as (
 loads_to_tile as (
 
     -- the area-years loaded since they were last tiled, and those tiled at another size than their area's now
-    -- (`tile_size: auto` chooses anew after a re-districting): every year of an area is tiled at one size, so the
-    -- area has one tile grid, on which district_tile_masks cuts its masks
+    -- (`tile_size: auto` chooses anew after a re-districting): every year of an area is tiled at one size, the
+    -- size district_tile_masks finds its masks at (its pre-hook deletes the masks of another)
     select composite_loads.area_code, composite_loads.year, composite_loads.loaded_at
     from composite_loads
     {% if is_incremental() %}
