@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,29 +228,33 @@ def indicator_breaks(stats: gpd.GeoDataFrame, cfg: AreaConfig) -> dict[str, dict
     fields = [c for c in stats.columns
               if c in ("mean_ndvi", "median_ndvi") or c.startswith("green_share_")
               or c.endswith("_change_baseline") or (c.endswith("_trend") and c != "trend_null_reason")]
-    out = {}
-    for field in fields:
-        values = stats[field].astype(float).to_numpy()
-        if np.isfinite(values).any():
-            out[field] = classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap)
-    return out
+    columns = {field: stats[field].astype(float).to_numpy() for field in fields}
+    columns = {field: values for field, values in columns.items() if np.isfinite(values).any()}
+    # side by side: Fisher-Jenks runs without the GIL (breaks.fisher_jenks_kernel), O(k n^2) in districts
+    with ThreadPoolExecutor(max_workers=max(len(columns), 1), thread_name_prefix="classify") as pool:
+        breaks = pool.map(lambda values: classify(values, cfg.exports.scheme, cfg.exports.k, cfg.exports.colormap),
+                          columns.values())
+        return dict(zip(columns, breaks, strict=True))
 
 
 def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
     """The latest layer, its classification breaks (on mean NDVI), a PNG map and the interactive web map,
     from what :func:`read_latest_inputs` read; touches no database.
 
-    Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`).
+    Also brings every year's GeoJSON to the current districts (:func:`refresh_yearly_exports`). The indicators
+    are classified in other threads meanwhile (Fisher-Jenks of 14,000 districts: 0.5 s each, without the GIL).
     """
-    refreshed = refresh_yearly_exports(inputs, cfg)
-    if refreshed:
-        log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
-                 ", ".join(p.name for p in refreshed))
     stats = inputs.latest
-    out = cfg.area_dir / "latest"
-    geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="indicator-breaks") as pool:
+        classifying = pool.submit(indicator_breaks, stats, cfg)
+        refreshed = refresh_yearly_exports(inputs, cfg)
+        if refreshed:
+            log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
+                     ", ".join(p.name for p in refreshed))
+        out = cfg.area_dir / "latest"
+        geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
+        indicators = classifying.result()
     values = stats["mean_ndvi"].astype(float).to_numpy()
-    indicators = indicator_breaks(stats, cfg)
     # mean NDVI is one of the indicators: classified once (Fisher-Jenks of 14,000 districts takes ~0.6 s);
     # without any value, classify raises its clear error
     breaks = (dict(indicators["mean_ndvi"]) if "mean_ndvi" in indicators
