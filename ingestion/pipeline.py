@@ -252,7 +252,9 @@ def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
             log.info("re-wrote %d yearly GeoJSON file(s) whose statistics changed: %s", len(refreshed),
                      ", ".join(p.name for p in refreshed))
         out = cfg.area_dir / "latest"
-        geojson = write_stats_geojson(stats, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
+        # reprojected once for the GeoJSON and the web map (0.5 s each at 14,000 districts)
+        wgs84 = stats.to_crs("EPSG:4326")
+        geojson = write_stats_geojson(wgs84, out / "ndvi_stats_latest.geojson", cfg.exports.decimals)
         indicators = classifying.result()
     values = stats["mean_ndvi"].astype(float).to_numpy()
     # mean NDVI is one of the indicators: classified once (Fisher-Jenks of 14,000 districts takes ~0.6 s);
@@ -262,7 +264,7 @@ def write_latest(inputs: LatestInputs, cfg: AreaConfig) -> LatestExport:
     breaks["indicators"] = indicators
     breaks_path = write_breaks(breaks, out / "breaks.json", column="mean_ndvi", layer="ndvi_stats_latest")
     png = choropleth_png(stats, "mean_ndvi", breaks, f"{cfg.name}: latest mean NDVI", out / "ndvi_latest_map.png")
-    web_map = write_web_map(out, stats, inputs.history, inputs.change, breaks,
+    web_map = write_web_map(out, wgs84, inputs.history, inputs.change, breaks,
                             title=f"{cfg.name}: NDVI per district", decimals=cfg.exports.decimals,
                             basemap_url=cfg.exports.basemap_url,
                             labels={t.name: t.display_label for t in cfg.statistics.green_thresholds})

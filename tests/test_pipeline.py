@@ -225,6 +225,26 @@ def test_latest_export_keeps_no_transaction_open_while_python_computes(built, mo
     assert export.breaks["bins"] == pytest.approx(mapclassify.FisherJenks(means, k=5).bins.tolist())
 
 
+def test_latest_export_renders_no_yearly_file_again_that_the_yearly_export_wrote(built, monkeypatch):
+    """The yearly export renders a year's GeoJSON from its own read of the database; the latest export's
+    refresh builds the same year's frame from its one snapshot. Their inputs digests must match, or every
+    latest export renders every year again (about 1 s a year at 14,000 districts). to_file is counted."""
+    from ingestion import pipeline
+
+    cfg = load_config(built["config"]).area(AREA)
+    renders = []
+    to_file = gpd.GeoDataFrame.to_file
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", lambda self, *a, **k: (renders.append(a[0]),
+                                                                             to_file(self, *a, **k))[1])
+    with psycopg.connect(built["url"], autocommit=True) as conn:
+        for year in (2019, 2024):
+            pipeline.export_year(conn, cfg, year)  # the yearly export's digest (and nothing rendered: unchanged)
+        inputs = pipeline.read_latest_inputs(conn, cfg.code)
+    assert inputs.years == [2019, 2024]
+    assert pipeline.refresh_yearly_exports(inputs, cfg) == []
+    assert renders == []
+
+
 def test_dbt_build_on_its_own_passes(built):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
     proc = subprocess.run([str(Path(sys.executable).with_name("ndvi-dbt")), "build"],

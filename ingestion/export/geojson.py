@@ -10,10 +10,15 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from ingestion.export import inputs_digest
+
 ROUNDED = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi", "p10_ndvi", "p25_ndvi", "median_ndvi", "p75_ndvi",
            "p90_ndvi", "mean_ndvi_change_baseline", "median_ndvi_change_baseline")
 #: Shares (0..1), their changes and every trend slope (per year, small numbers) keep 4 decimals.
 FINE_DECIMALS = 4
+#: Part of every file's inputs digest: change it with any change to how a frame is rendered, so that files
+#: written before are rendered again.
+WRITER_VERSION = 1
 
 
 def _fine(column: str) -> bool:
@@ -25,8 +30,12 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
 
     Written to a temporary file and renamed, so readers never see a half-written file and a failure keeps
     the previous one. When the content equals the existing file's, the file is left untouched (re-runs
-    change nothing, not even the modification time).
+    change nothing, not even the modification time). A file rendered from the same frame and decimals and
+    untouched since is not even rendered again (:mod:`ingestion.export.inputs_digest`).
     """
+    digest = inputs_digest.frame_digest(stats, WRITER_VERSION, decimals)
+    if inputs_digest.unchanged(path, digest):
+        return path
     out = stats.to_crs("EPSG:4326").copy()
     for col in ROUNDED:
         if col in out:
@@ -45,9 +54,9 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: concurrent writers never clash
     try:
         out.to_file(tmp, driver="GeoJSON", RFC7946="YES", WRITE_NAME="NO")
-        if path.exists() and filecmp.cmp(tmp, path, shallow=False):
-            return path
-        os.replace(tmp, path)
+        if not (path.exists() and filecmp.cmp(tmp, path, shallow=False)):
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    inputs_digest.remember(path, digest)
     return path
