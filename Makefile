@@ -16,7 +16,7 @@ DOCS_HOST ?= 127.0.0.1
 DOCS_PORT ?= 8080
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas benchmark-observe benchmark-startup benchmark-records clean browser
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas benchmark-observe benchmark-startup benchmark-records benchmark-refresh clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ benchmark-startup: $(STAMP) ## start-up and exit of ndvi-pipeline with and witho
 
 benchmark-records: $(STAMP) ## per-partition metadata in one batch of 342 areas x 9 years: our partitions vs Dagster's (BENCH_ARGS=)
 	$(BIN)/python benchmarks/partition_records.py $(BENCH_ARGS)
+
+benchmark-refresh: $(STAMP) ## an unchanged yearly GeoJSON: the inputs digest against rendering it again (BENCH_ARGS=)
+	$(BIN)/python benchmarks/yearly_refresh.py $(BENCH_ARGS)
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
 	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target test-artifacts
