@@ -12,6 +12,7 @@
     post_hook=[
       "create index if not exists {{ this.name }}_district_order_idx on {{ this }} (area_code, district_code, st_xmin(cell), st_ymax(cell))",
       "create index if not exists {{ this.name }}_cell_idx on {{ this }} using gist (cell)",
+      "alter table {{ this }} alter column pixel_mask set statistics 0",
       "analyze {{ this }}"
     ]
   )
@@ -35,6 +36,9 @@
 --     tile grid (arithmetic, not a spatial join), a tile's mask is an array slice, and its pixel count is
 --     counted from the slice. Time proportional to the district-tile pairs (issue 21: 14,000 districts,
 --     100,000 pairs).
+--
+-- The masks themselves get no statistics (`set statistics 0`): no query filters on them, and ANALYZE of the
+-- arrays took 0.5 s of the national area's 0.6 s.
 --
 -- Incremental: rows carry the area's `districts_version` they were built for; pre-hooks delete an area's
 -- rows when its districts change or its tiles were cut at another size (stg_ndvi_tiles cuts every year of an

@@ -9,7 +9,7 @@
       "create index if not exists {{ this.name }}_hull_gix on {{ this }} using gist (st_convexhull(rast))",
       "create index if not exists {{ this.name }}_area_year_idx on {{ this }} (area_code, year)",
       "create index if not exists {{ this.name }}_cell_idx on {{ this }} (area_code, year, st_xmin(st_envelope(rast)), st_ymax(st_envelope(rast)))",
-      "analyze {{ this }}"
+      "analyze {{ this }} (area_code, year, tile_id, rast, composite_loaded_at, tile_size)"
     ]
   )
 }}
@@ -20,6 +20,11 @@
 -- composite was loaded since it was last tiled (`loaded_at`), or that was tiled at another size than its area's
 -- now, so neither Dagster nor a plain `dbt build` passes the area or the year: no `--vars`, hence no full
 -- re-parse of the project per partition.
+--
+-- ANALYZE names the columns, which leaves out the indexes' expressions over the raster (PostgreSQL analyzes
+-- index expressions only without a column list): it would detoast every sampled tile to evaluate them, 0.4 s
+-- of the 36 Mpx national area's 35,000 tiles against 0.01 s for the columns, and no query filters on their
+-- values (the corner lookups are by equality with a mask's cell). Autovacuum may still sample them later.
 {#- tables built before `tile_size` was stored get the column from on_schema_change; until then, treat their
     tiles' size as unknown, so that they are tiled once more -#}
 {%- set tiled_size = 'tile_size' if is_incremental()
