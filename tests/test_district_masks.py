@@ -11,6 +11,8 @@ Grids are 10 m in EPSG:28992; sizes are in pixels unless they say metres.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import psycopg
@@ -212,6 +214,18 @@ def test_many_areas_and_one_area_give_identical_rows(bench_dsn, tmp_path):
                                reference, percentiles=False) == []
 
 
+def _build_constant_case(bench_dsn: str, tmp_path: Path) -> None:
+    """A constant composite (NDVI 0.5, 3 clear days) of 160 x 96 px under 9 block districts, loaded and built
+    with the models at 64 px tiles."""
+    x0, y0, width, height = 252_000.0, 480_000.0, 160, 96
+    districts = _block_districts(x0, y0, width, height, 16, 9, seed=4)
+    case = zonal_stats.Case("constant", np.full((height, width), 0.5, dtype=np.float32),
+                            np.full((height, width), 3, dtype=np.int16), Affine(PIXEL, 0, x0, 0, -PIXEL, y0),
+                            CRS, districts)
+    zonal_stats.load_case(case, bench_dsn, tmp_path)
+    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="64")
+
+
 def test_rasters_and_masks_are_written_with_lz4_where_the_server_has_it(bench_dsn, tmp_path):
     """The loader and the models that write rasters or masks compress with lz4, not pglz (a float32 composite
     is incompressible, and pglz spent more time trying than the rest of the load). A constant composite and
@@ -223,13 +237,7 @@ def test_rasters_and_masks_are_written_with_lz4_where_the_server_has_it(bench_ds
     if not has_lz4:
         pytest.skip("this PostgreSQL was built without lz4")
     assert default == "pglz"  # else this test could not tell the loader's setting from the server's
-    x0, y0, width, height = 252_000.0, 480_000.0, 160, 96
-    districts = _block_districts(x0, y0, width, height, 16, 9, seed=4)
-    case = zonal_stats.Case("constant", np.full((height, width), 0.5, dtype=np.float32),
-                            np.full((height, width), 3, dtype=np.int16), Affine(PIXEL, 0, x0, 0, -PIXEL, y0),
-                            CRS, districts)
-    zonal_stats.load_case(case, bench_dsn, tmp_path)
-    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="64")
+    _build_constant_case(bench_dsn, tmp_path)
     with psycopg.connect(bench_dsn) as conn:
         query = sql.SQL("select array_agg(distinct pg_column_compression({column})) from {table}"
                         " where pg_column_compression({column}) is not null")
@@ -307,13 +315,7 @@ def test_tiles_and_masks_are_analyzed_without_sampling_rasters_or_masks(bench_ds
     """Both models ANALYZE what they wrote (the statistics models plan on it right away), but leave out what no
     query filters on and ANALYZE would have to detoast: the masks' arrays (0.5 s of 0.6 s at 14,000
     districts) and the tiles' index expressions over the raster (0.4 s against 0.01 s for the columns)."""
-    x0, y0, width, height = 252_000.0, 480_000.0, 160, 96
-    districts = _block_districts(x0, y0, width, height, 16, 9, seed=4)
-    case = zonal_stats.Case("analyzed", np.full((height, width), 0.5, dtype=np.float32),
-                            np.full((height, width), 3, dtype=np.int16), Affine(PIXEL, 0, x0, 0, -PIXEL, y0),
-                            CRS, districts)
-    zonal_stats.load_case(case, bench_dsn, tmp_path)
-    zonal_stats.build_model(bench_dsn, tmp_path / "target", tile_size="64")
+    _build_constant_case(bench_dsn, tmp_path)
     with psycopg.connect(bench_dsn) as conn:
         analyzed = {(table, column) for table, column in conn.execute(
             "select tablename, attname from pg_stats where schemaname = 'analytics'"
