@@ -155,11 +155,12 @@ class PeakRss:
         return self.kb / 1024
 
 
-def run_once(config: Path, url: str, work: Path, again_in: Path | None = None) -> dict:
+def run_once(config: Path, url: str, work: Path, again_in: Path | None = None, source: Path | None = None) -> dict:
     """``ndvi-pipeline run --config`` in a fresh Dagster home, database and output folder: wall, CPU and peak
     RSS of its own process (:class:`PeakRss`), the step seconds it printed, summed by step, and its Dagster
     home. ``again_in``: instead, ``ndvi-pipeline run --force`` on what the run with that Dagster home left (the
-    database, outputs and home kept): every year computed again, on districts already masked."""
+    database, outputs and home kept): every year computed again, on districts already masked. ``source``: run
+    the project's code from that checkout instead (``PYTHONPATH``, ahead of this venv's editable install)."""
     if again_in is None:
         reset(url)
         fresh_outputs(config)
@@ -170,9 +171,12 @@ def run_once(config: Path, url: str, work: Path, again_in: Path | None = None) -
         home = again_in
     env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": url}
     env.pop("NDVI_CONFIG", None)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     started = time.perf_counter()
     command = [CLI, "run", "--config", str(config), *(["--force"] if again_in is not None else [])]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=source)
     with PeakRss(proc.pid) as peak:
         output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -349,10 +353,11 @@ def same_rows(a: dict, b: dict) -> str:
     return ""
 
 
-def dbt_model_seconds(since: float) -> dict[str, float]:
-    """Execution seconds of each dbt model in the dbt invocations that started after ``since`` (epoch s)."""
+def dbt_model_seconds(since: float, root: Path = ROOT) -> dict[str, float]:
+    """Execution seconds of each dbt model in the dbt invocations (of the checkout ``root``) that started after
+    ``since`` (epoch s)."""
     seconds: dict[str, float] = defaultdict(float)
-    for folder in (ROOT / "dbt_project" / "target" / "dagster").iterdir():
+    for folder in (root / "dbt_project" / "target" / "dagster").iterdir():
         results = folder / "run_results.json"
         if folder.stat().st_mtime >= since and results.exists():
             for result in json.loads(results.read_text())["results"]:
@@ -361,10 +366,10 @@ def dbt_model_seconds(since: float) -> dict[str, float]:
     return dict(seconds)
 
 
-def _national_figures(result: dict, since: float) -> dict:
+def _national_figures(result: dict, since: float, root: Path = ROOT) -> dict:
     """A national run's figures: wall, CPU, RSS, steps, dbt models (those run since ``since``), the masks,
     the latest export and its composite + load (``base``)."""
-    models = dbt_model_seconds(since)
+    models = dbt_model_seconds(since, root)
     steps = result["steps"]
     return {"wall": result["wall"], "cpu": result["cpu"], "rss_mb": result["rss_mb"], "steps": steps,
             "models": models, "masks": models.get("district_tile_masks", 0), "latest": steps.get("latest_exports", 0),
@@ -393,12 +398,21 @@ def national(args: argparse.Namespace, url: str) -> int:
     same districts costs (their tile masks are reused: built once per districts version)."""
     year = args.years[0]
     folder = generate_province(args.cache, 1, args.national, args.km, [year])
-    runs, agains = [], []
+    runs, agains, baseline = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         config = write_config(work / "national.yaml", folder, [year], work / "out-national", split=False)
         for repeat in range(args.repeat):
+            if args.baseline:  # alternated: the baseline first in odd repeats, second in even ones
+                for source in ((args.baseline, None) if repeat % 2 == 0 else (None, args.baseline)):
+                    since = time.time()
+                    figures = _national_figures(run_once(config, url, work, source=source), since, source or ROOT)
+                    (baseline if source else runs).append(figures)
+                    print(f"run {repeat + 1} {'baseline' if source else 'this checkout'}: whole run "
+                          f"{figures['wall']:.1f} s, ratio {figures['wall'] / figures['base']:.2f}",
+                          file=sys.stderr, flush=True)
+                continue
             since = time.time()
             result = run_once(config, url, work)
             runs.append(_national_figures(result, since))
@@ -414,6 +428,12 @@ def national(args: argparse.Namespace, url: str) -> int:
     _print_national("a first year (fresh database: the districts' tile masks are built)", runs)
     if agains:
         _print_national("the same year again with --force (as a later year: the masks are reused)", agains)
+    if baseline:
+        _print_national(f"the baseline checkout {args.baseline}, alternated with the runs above", baseline)
+        ours, theirs = (statistics.median(r["wall"] / r["base"] for r in rs) for rs in (runs, baseline))
+        walls = statistics.median(r["wall"] for r in runs) / statistics.median(r["wall"] for r in baseline)
+        print(f"whole run / (composite + load), this checkout against the baseline: {ours:.2f} against "
+              f"{theirs:.2f} (medians), {ours / theirs:.3f}; whole run {walls:.3f}")
     return 0
 
 
@@ -438,7 +458,14 @@ def main() -> int:
     parser.add_argument("--again", action="store_true",
                         help="with --national: after each run, run the year again with --force on what it left "
                              "(a later year of the same districts: their tile masks are reused)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="with --national: alternate each run with one of another checkout of this project (e.g. "
+                             "`git worktree add /tmp/base <commit>`, with `.venv` linked to this one and its dbt "
+                             "manifest prepared), run from that folder with PYTHONPATH on it; prints both and the "
+                             "ratio. Not with --again")
     args = parser.parse_args()
+    if args.baseline and args.again:
+        parser.error("--baseline and --again cannot be combined")
     url = args.database_url or embedded_dsn("ndvi_bench")
     if args.national:
         return national(args, url)
