@@ -136,3 +136,19 @@ def zonal_benchmark() -> ModuleType:
     sys.modules["zonal_stats"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def count_renders(monkeypatch) -> list[Path]:
+    """Wrap ``GeoDataFrame.to_file`` (it still writes) so that each call appends its target path to the
+    returned list: how many files a piece of code actually rendered."""
+    import geopandas as gpd
+
+    renders: list[Path] = []
+    to_file = gpd.GeoDataFrame.to_file
+
+    def counted(self, *args, **kwargs):
+        renders.append(args[0])
+        return to_file(self, *args, **kwargs)
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", counted)
+    return renders

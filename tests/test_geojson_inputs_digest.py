@@ -13,19 +13,12 @@ from shapely.geometry import box
 
 from ingestion.export import geojson, inputs_digest
 from ingestion.export.geojson import write_stats_geojson
+from tests.helpers import count_renders
 
 
 @pytest.fixture
 def renders(monkeypatch):
-    calls = []
-    to_file = gpd.GeoDataFrame.to_file
-
-    def counted(self, *args, **kwargs):
-        calls.append(args[0])
-        return to_file(self, *args, **kwargs)
-
-    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", counted)
-    return calls
+    return count_renders(monkeypatch)
 
 
 def _frame(mean=0.4567):

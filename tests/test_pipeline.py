@@ -23,7 +23,7 @@ from dagster_project.cli import run
 from dagster_project.definitions import build_definitions
 from ingestion.cli.dbt import DBT_PROJECT_DIR
 from ingestion.config import load_config
-from tests.helpers import numpy_zonal, read_on_geobox
+from tests.helpers import count_renders, numpy_zonal, read_on_geobox
 from tests.pipeline_env import AREA, reset_database, run_pipeline, write_area_config
 
 YEARS = [2019, 2021, 2024]  # 2021 is all cloud in the sample area
@@ -232,10 +232,7 @@ def test_latest_export_renders_no_yearly_file_again_that_the_yearly_export_wrote
     from ingestion import pipeline
 
     cfg = load_config(built["config"]).area(AREA)
-    renders = []
-    to_file = gpd.GeoDataFrame.to_file
-    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", lambda self, *a, **k: (renders.append(a[0]),
-                                                                             to_file(self, *a, **k))[1])
+    renders = count_renders(monkeypatch)
     with psycopg.connect(built["url"], autocommit=True) as conn:
         for year in (2019, 2024):
             pipeline.export_year(conn, cfg, year)  # the yearly export's digest (and nothing rendered: unchanged)
