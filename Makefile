@@ -16,7 +16,7 @@ DOCS_HOST ?= 127.0.0.1
 DOCS_PORT ?= 8080
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas benchmark-observe benchmark-startup benchmark-records benchmark-refresh clean browser
+.PHONY: help install demo test dev dbt-build dbt-docs manifest lint db-start db-stop db-status benchmark benchmark-loop benchmark-composite benchmark-areas benchmark-observe benchmark-startup benchmark-records benchmark-refresh benchmark-events clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ benchmark-records: $(STAMP) ## per-partition metadata in one batch of 342 areas 
 
 benchmark-refresh: $(STAMP) ## an unchanged yearly GeoJSON: the inputs digest against rendering it again (BENCH_ARGS=)
 	$(BIN)/python benchmarks/yearly_refresh.py $(BENCH_ARGS)
+
+benchmark-events: $(STAMP) ## a batch run's Dagster events: bulk writes against one event at a time (BENCH_ARGS=)
+	$(BIN)/python benchmarks/event_log.py $(BENCH_ARGS)
 
 clean: db-stop ## remove the venv, the embedded database, Dagster home and outputs
 	rm -rf $(VENV) .pgdata .dagster_home data dbt_project/target test-artifacts

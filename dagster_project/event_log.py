@@ -16,10 +16,14 @@ run, py-spy). In WAL mode this keeps the database consistent through any crash o
 loss or an operating-system crash can lose the last events, which then show as not materialised, so those
 partitions run again.
 
-A batch of events (Dagster's materialisations of one step output over many partitions, sent to
-``store_event_batch`` when ``DAGSTER_EVENT_BATCH_SIZE`` is set, as ``ndvi-pipeline`` and ``make dev`` do) is
-written in one transaction per database file instead of one per event and file: the same rows, committed
-together (or, on an error, not at all, and then Dagster writes them one by one).
+A batch of events (Dagster's materialisations of one step output over many partitions, or a run's planned
+materialisations, sent to ``store_event_batch`` when ``DAGSTER_EVENT_BATCH_SIZE`` is set, as ``ndvi-pipeline``
+and ``make dev`` do) is written in one transaction per database file instead of one per event and file: the
+same rows, committed together (or, on an error, not at all, and then Dagster writes them one by one). Its asset
+events are also written with a few statements instead of five per event (:meth:`_store_asset_events`): the
+stock class builds, compiles and runs each insert and the ``asset_keys`` upsert one event at a time, and
+serialises every materialisation twice; that was 8.7 of the 10.4 s of event handling (py-spy) in the 96-area
+run, whose 192 area-years make about 5,200 asset events. The rows are the same, ids included.
 
 Configured in ``dagster.yaml`` (``event_log_storage``); ``base_dir`` defaults to where Dagster's default
 storage keeps events: ``history/runs`` in the instance's folder (the one holding that ``dagster.yaml``).
@@ -34,9 +38,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy.exc as db_exc
 from dagster import DagsterInstance, Field, StringSource
+from dagster._core.events import ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
@@ -136,8 +143,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             self._batch_thread = threading.get_ident()
             try:
-                for event in events:
-                    self.store_event(event)
+                for run, bulk in _runs_of(events):
+                    if bulk:
+                        self._store_asset_events(run)
+                    else:
+                        for event in run:
+                            self.store_event(event)
                 for conn in self._batch_conns.values():
                     conn.commit()
             except BaseException:
@@ -149,6 +160,36 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                     conn.close()
                 self._batch_conns = {}
                 self._batch_thread = None
+
+    def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
+        """What :meth:`store_event` stores for each of ``events`` (asset events of one run, with an asset key; the
+        batch's transactions are open), in a few statements: the rows into the run's file (one ``executemany``)
+        and into the index (one multi-row insert returning their ids, in order), the indexed tags in one insert,
+        and one ``asset_keys`` upsert per asset key with the columns its events set, the last event's value of
+        each (an event's columns depend on its type only, so of several events of one key and type only the last
+        one's values are computed). The rows are those the stock class writes one event at a time."""
+        rows = [self._event_to_row(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        with self.index_transaction() as conn:
+            inserted = conn.execute(SqlEventLogStorageTable.insert().returning(
+                SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows)
+            ids = list(inserted.scalars())
+            self._store_asset_event_tags(conn, events, ids)
+            index_cols = self._has_asset_key_index_cols_on_connection(conn)
+            last: dict[tuple[str, str], tuple[EventLogEntry, int]] = {}  # (asset key, event type): last event
+            for event, event_id in zip(events, ids, strict=True):
+                last[(event.dagster_event.asset_key.to_string(), event.dagster_event_type.value)] = (event, event_id)
+            values: dict[str, dict[str, Any]] = {}
+            for (key, _), (event, event_id) in sorted(last.items(), key=lambda item: item[1][1]):  # event order
+                values.setdefault(key, {}).update(self._get_asset_entry_values(event, event_id, index_cols))
+            for key, entry in values.items():
+                if not entry:
+                    continue
+                try:  # as the stock class does (SQLite undoes the failed statement only, not the transaction)
+                    conn.execute(AssetKeyTable.insert().values(asset_key=key, **entry))
+                except db_exc.IntegrityError:
+                    conn.execute(AssetKeyTable.update().values(**entry).where(AssetKeyTable.c.asset_key == key))
 
     def has_table(self, table_name: str) -> bool:
         if table_name in self._tables:
@@ -181,3 +222,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
+
+
+def _runs_of(events: Sequence[EventLogEntry]) -> Iterator[tuple[list[EventLogEntry], bool]]:
+    """``events`` in order, cut into runs of consecutive events that are, or are not, asset events with an asset
+    key of one Dagster run (what :meth:`PooledSqliteEventLogStorage._store_asset_events` writes in bulk); each
+    with whether it is."""
+    def kind(event: EventLogEntry) -> tuple[str, bool]:
+        dagster_event = event.dagster_event
+        bulk = bool(dagster_event and event.dagster_event_type in ASSET_EVENTS and dagster_event.asset_key)
+        return event.run_id, bulk
+
+    run: list[EventLogEntry] = []
+    for event in events:
+        if run and kind(event) != kind(run[0]):
+            yield run, kind(run[0])[1]
+            run = []
+        run.append(event)
+    if run:
+        yield run, kind(run[0])[1]

@@ -4,6 +4,7 @@ per process, correct under concurrent writers."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -195,3 +196,84 @@ def test_a_steps_materialisations_are_written_in_one_transaction_per_file(tmp_pa
         event.remove(Engine, "commit", count)
     # one by one: a commit in the run's file and one in the index per materialisation
     assert counted["one_by_one"] - counted["batched"] >= 2 * len(PARTITIONS) - 2, counted
+
+
+REPLAYED = textwrap.dedent("""
+    import dagster as dg
+
+    parts = dg.StaticPartitionsDefinition(["p1", "p2", "p3", "p4"])
+
+    @dg.asset(partitions_def=parts, backfill_policy=dg.BackfillPolicy.single_run())
+    def versioned(context):
+        for key in context.partition_keys:
+            context.add_asset_metadata({"key": key}, partition_key=key)
+        return dg.MaterializeResult(data_version=dg.DataVersion("v1"))
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="plain")])
+    def plain():
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=True)])
+
+    def runs(instance):
+        tags = {"dagster/asset_partition_range_start": "p1", "dagster/asset_partition_range_end": "p4"}
+        for assets, run_tags in (([versioned], tags), ([plain], {}), ([versioned], tags)):
+            job = dg.Definitions(assets=assets).resolve_implicit_global_asset_job_def()
+            assert job.execute_in_process(instance=instance, tags=run_tags).success
+""")
+
+
+#: Columns the database fills with the time of the write, not from the event.
+WRITE_TIME_COLUMNS = {"create_timestamp", "migration_completed"}
+
+
+def _tables(folder: Path) -> dict[str, dict[str, list[tuple]]]:
+    """Every row of every table of every SQLite file in ``folder``, by file and table, in rowid order, without
+    :data:`WRITE_TIME_COLUMNS`."""
+    out = {}
+    for path in sorted(folder.glob("*.db")):
+        with sqlite3.connect(path) as conn:
+            tables = {}
+            for (name,) in conn.execute("select name from sqlite_master where type = 'table'").fetchall():
+                columns = [r[1] for r in conn.execute(f'pragma table_info("{name}")')
+                           if r[1] not in WRITE_TIME_COLUMNS]
+                listed = ", ".join(f'"{c}"' for c in columns)
+                # names from the file's own catalogue
+                tables[name] = conn.execute(f'select {listed} from "{name}" order by rowid').fetchall()  # noqa: S608
+            out[path.name] = tables
+    return out
+
+
+def test_a_batch_of_asset_events_writes_the_rows_dagsters_storage_writes_one_event_at_a_time(tmp_path, monkeypatch):
+    """``store_event_batch`` writes asset events in bulk (``_store_asset_events``): replaying three real runs'
+    events (planned events, partitioned materialisations with data versions, an asset check, run and step
+    events) in two batches, cut in the middle of a run of asset events, leaves every table of every file, ids
+    and ``asset_keys`` included, as Dagster's own storage leaves it storing them one by one."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    namespace: dict = {}
+    exec(compile(REPLAYED, "replayed", "exec"), namespace)
+    with dg.DagsterInstance.from_config(str(_home(tmp_path))) as instance:
+        namespace["runs"](instance)
+        events = [e for run in reversed(instance.get_runs()) for e in instance.all_logs(run.run_id)]
+    kinds = [e.dagster_event_type.value for e in events if e.dagster_event]
+    assert kinds.count("ASSET_MATERIALIZATION") == 9 and kinds.count("ASSET_CHECK_EVALUATION") == 1
+    cut = [i for i, e in enumerate(events) if e.dagster_event_type and e.dagster_event_type.value ==
+           "ASSET_MATERIALIZATION"][1]  # after the first run's first materialisation
+
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    for entry in events:
+        stock.store_event(entry)
+    pooled = PooledSqliteEventLogStorage(str(tmp_path / "pooled"))
+    bulk_writes = []
+    original = pooled._store_asset_events
+    monkeypatch.setattr(pooled, "_store_asset_events", lambda run: bulk_writes.append(len(run)) or original(run))
+    pooled.store_event_batch(events[:cut])
+    pooled.store_event_batch(events[cut:])
+    stock.dispose()
+    pooled.dispose()
+
+    assert max(bulk_writes) >= 4  # the partitions' planned events and materialisations went in bulk
+    expected, written = _tables(tmp_path / "stock"), _tables(tmp_path / "pooled")
+    assert expected["index.db"]["asset_event_tags"]  # the data versions are indexed tags
+    assert len(expected["index.db"]["asset_keys"]) == 2
+    assert written == expected
