@@ -102,3 +102,44 @@ def test_digest_tells_null_from_nan_and_row_order(tmp_path):
     assert inputs_digest.frame_digest(frame.iloc[::-1], 1) != digest
     assert inputs_digest.frame_digest(frame.assign(district_name=["a", ""]), 1) != digest
     assert inputs_digest.frame_digest(frame, 2) != digest
+
+
+def _typed_frame() -> gpd.GeoDataFrame:
+    """One column of each kind the statistics frames hold."""
+    import pandas as pd
+
+    return gpd.GeoDataFrame({
+        "code": ["A", "B", "C"],
+        "name": ["a", None, "None"],
+        "count": [10, 0, 3],
+        "mean": [0.5, float("nan"), 0.25],
+        "nullable_int": pd.array([1, None, 0], dtype="Int64"),
+        "nullable_float": pd.array([0.5, None, 0.0], dtype="Float64"),
+        "flag": pd.array([True, None, False], dtype="boolean"),
+        "text": pd.array(["x", None, "z"], dtype="string"),
+        "updated_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
+        "names": [["dense"], ["dense", "sparse"], []],
+        "label": pd.Series(["a", None, "c"], dtype=object),
+    }, geometry=[box(0, 0, 1, 1), None, box(1, 0, 2, 1)], crs="EPSG:28992")
+
+
+@pytest.mark.parametrize("column, value", [
+    ("code", "D"), ("name", "None"), ("name", "b"), ("count", 11), ("mean", 0.0), ("nullable_int", 0),
+    ("nullable_int", 2), ("nullable_float", 0.0), ("flag", False), ("text", "None"), ("names", ["sparse"]),
+    ("label", "None"), ("updated_at", "2024-01-02T00:00:00.000001Z"), ("geometry", box(0, 0, 1, 2))])
+def test_digest_sees_one_value_change_in_a_column_of_any_kind(column, value):
+    """The second row's value changed (most are missing there: NA, None or NaN against a value, or 0): the
+    digest differs; an equal frame built again digests alike."""
+    import pandas as pd
+
+    frame = _typed_frame()
+    digest = inputs_digest.frame_digest(frame)
+    assert inputs_digest.frame_digest(_typed_frame()) == digest
+    changed = frame.copy()
+    if column == "updated_at":
+        value = pd.Timestamp(value)
+    changed[column] = [*frame[column].iloc[:1], value, *frame[column].iloc[2:]]
+    if column != "geometry":
+        changed[column] = changed[column].astype(frame[column].dtype)
+    assert [str(t) for t in changed.dtypes] == [str(t) for t in frame.dtypes]
+    assert inputs_digest.frame_digest(changed) != digest

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from ingestion.atomic import write_text
@@ -27,15 +28,38 @@ def frame_digest(frame: gpd.GeoDataFrame, *settings: object) -> str:
     ``settings`` (e.g. a writer version and the decimals), in column and row order: equal digests mean the
     same rendering."""
     digest = hashlib.sha256()
-    digest.update(repr((settings, [(str(c), str(t)) for c, t in frame.dtypes.items()])).encode())
+    digest.update(repr((settings, len(frame), [(str(c), str(t)) for c, t in frame.dtypes.items()])).encode())
     digest.update((frame.crs.to_wkt() if frame.crs is not None else "").encode())
     for column in frame.columns:
-        values = frame[column]
-        if isinstance(values, gpd.GeoSeries):
-            digest.update(b"".join(b"" if w is None else w for w in values.to_wkb()))
-        else:
-            digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+        digest.update(_column_bytes(frame[column]))
     return digest.hexdigest()
+
+
+def _column_bytes(values: pd.Series) -> bytes:
+    """The bytes of a column's values, read from its arrays (``pd.util.hash_pandas_object`` cost 80 µs per column
+    whatever the rows, 2.5 ms per frame of the statistics' 31 columns, paid for every yearly file of every
+    area at each export). Each column's dtype is in the digest's header, so equal bytes of different dtypes
+    cannot collide; within a dtype:
+
+    - geometries: their WKB (None for a missing one);
+    - numpy numbers and times: the array's bytes (NaN included);
+    - nullable numbers (``Int64``, ``Float64``, ``boolean``): the missing mask, then the values with 0 where
+      missing (so NA and 0 differ, and a float NaN stays NaN);
+    - zoned times: nanoseconds since the epoch (the zone is in the dtype);
+    - anything else (strings, objects, categories): each value's ``repr``, NUL-separated (None, ``"None"`` and
+      NaN all differ).
+    """
+    if isinstance(values, gpd.GeoSeries):
+        return b"".join(b"\0" if w is None else len(w).to_bytes(8, "little") + w for w in values.to_wkb())
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        return np.ascontiguousarray(values.to_numpy()).tobytes()
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return values.array.asi8.tobytes()
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and hasattr(dtype, "numpy_dtype") and dtype.kind in "biuf":
+        missing = values.isna().to_numpy()
+        return missing.tobytes() + values.to_numpy(dtype=dtype.numpy_dtype, na_value=0).tobytes()
+    return "\0".join(map(repr, values.tolist())).encode()
 
 
 def sidecar(path: Path) -> Path:
