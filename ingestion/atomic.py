@@ -8,6 +8,7 @@ file and the free space of its folder.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import secrets
 import shutil
@@ -56,18 +57,23 @@ def temp_name(path: Path) -> Path:
 
 
 @contextmanager
-def published(path: Path) -> Iterator[Path]:
-    """``with published(path) as tmp: write(tmp)``: ``tmp`` replaces ``path`` if the block succeeds."""
+def published(path: Path, keep_if_equal: bool = False) -> Iterator[Path]:
+    """``with published(path) as tmp: write(tmp)``: ``tmp`` replaces ``path`` if the block succeeds.
+
+    ``keep_if_equal``: when ``tmp`` has the same bytes as the existing ``path``, ``path`` is left untouched (its
+    modification time and inode too, so that re-runs change nothing) and ``tmp`` is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if not (keep_if_equal and path.exists() and filecmp.cmp(tmp, path, shallow=False)):
+            os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc) from exc
     except Exception as exc:
-        if "No space left" in str(exc) or "Write failed" in str(exc):  # GDAL/OGR write errors are not OSErrors
+        # GDAL/OGR write errors are not OSErrors, and some do not say why (pyogrio: "Cannot write feature")
+        if "No space left" in str(exc) or "Write failed" in str(exc) or _is_full(path.parent):
             raise write_error(path, exc) from exc
         raise
     finally:

@@ -16,8 +16,9 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from ingestion.area_outputs import aoi_path, read_aoi
-from ingestion.atomic import OutputWriteError, temp_name, write_text
+from ingestion.atomic import OutputWriteError, published, temp_name, write_text
 from ingestion.export.breaks import write_breaks
+from ingestion.export.geojson import write_stats_geojson
 from ingestion.imagery.cog import write_array_cog
 from ingestion.pipeline import build_aoi
 
@@ -120,3 +121,32 @@ def test_a_rewritten_aoi_is_read_again_not_served_from_the_cache(tmp_path):
     aoi_path(area).unlink()
     with pytest.raises(FileNotFoundError, match="materialise the aoi_boundary asset first"):
         read_aoi(area)
+
+
+def test_keep_if_equal_leaves_an_equal_file_untouched_and_replaces_another(tmp_path):
+    path = tmp_path / "out" / "layer.geojson"
+    write_text(path, "one")
+    before = (path.stat().st_ino, path.stat().st_mtime_ns)
+    with published(path, keep_if_equal=True) as tmp:
+        tmp.write_text("one")
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == before
+    with published(path, keep_if_equal=True) as tmp:
+        tmp.write_text("two")
+    assert path.read_text() == "two" and path.stat().st_ino != before[0]
+    assert [p.name for p in path.parent.iterdir()] == ["layer.geojson"]  # no temporary file either time
+
+
+def test_full_disk_during_a_statistics_geojson_names_it_and_keeps_the_previous_one(full_tmpfs):
+    path = full_tmpfs / "2024" / "stats" / "zonal_stats_2024.geojson"
+    frame = gpd.GeoDataFrame({"district_code": ["A"], "mean_ndvi": [0.5]}, geometry=[box(0, 0, 100, 100)],
+                             crs="EPSG:28992")
+    write_stats_geojson(frame, path)
+    before = path.read_bytes()
+    _fill(full_tmpfs)
+    many = gpd.GeoDataFrame({"district_code": [f"D{i}" for i in range(20_000)], "mean_ndvi": 0.25},
+                            geometry=[box(i, 0, i + 1, 1) for i in range(20_000)], crs="EPSG:28992")
+    with pytest.raises(OutputWriteError, match=f"writing {path} failed: No space left on device"):
+        write_stats_geojson(many, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [".zonal_stats_2024.geojson.inputs.json",
+                                                              "zonal_stats_2024.geojson"]

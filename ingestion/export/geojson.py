@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import filecmp
-import os
-import uuid
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 
+from ingestion.atomic import published
 from ingestion.export import inputs_digest
 
 ROUNDED = ("min_ndvi", "max_ndvi", "mean_ndvi", "stddev_ndvi", "p10_ndvi", "p25_ndvi", "median_ndvi", "p75_ndvi",
@@ -50,13 +48,7 @@ def write_stats_geojson(stats: gpd.GeoDataFrame, path: Path, decimals: int = 2) 
                 "trend_last_year"):
         if col in out:
             out[col] = out[col].astype("Int64")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: concurrent writers never clash
-    try:
+    with published(path, keep_if_equal=True) as tmp:
         out.to_file(tmp, driver="GeoJSON", RFC7946="YES", WRITE_NAME="NO")
-        if not (path.exists() and filecmp.cmp(tmp, path, shallow=False)):
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     inputs_digest.remember(path, digest)
     return path
