@@ -53,3 +53,37 @@ def test_a_new_database_is_recorded_at_the_current_layout(database_url):
             assert recorded_layout(conn) == LAYOUT_VERSION
     finally:
         reset_database(database_url)
+
+
+def test_a_ready_schema_costs_two_queries_and_the_table_list_is_what_it_makes(database_url):
+    """``ensure_raw_schema`` returns after :func:`raw_schema_ready` when every table exists at the current
+    layout; the list it checks is exactly the tables it makes, and a table dropped since is made again."""
+    from ingestion.load.postgis import RAW_TABLES, raw_schema_ready
+
+    reset_database(database_url)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("set client_min_messages = warning")
+            assert not raw_schema_ready(conn)
+            ensure_raw_schema(conn)
+            made = {f"raw.{r[0]}" for r in conn.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw'")}
+            assert made == set(RAW_TABLES)
+            assert raw_schema_ready(conn)
+            statements: list[str] = []
+            original = conn.execute
+
+            def counting(query, *args, **kwargs):
+                statements.append(str(query))
+                return original(query, *args, **kwargs)
+
+            conn.execute = counting
+            ensure_raw_schema(conn)
+            assert len(statements) == 2, statements
+            conn.execute = original
+            conn.execute("drop table raw.change_baselines")
+            assert not raw_schema_ready(conn)
+            ensure_raw_schema(conn)
+            assert _exists(conn, "raw.change_baselines") and raw_schema_ready(conn)
+    finally:
+        reset_database(database_url)
