@@ -459,10 +459,11 @@ def main() -> int:
                         help="with --national: after each run, run the year again with --force on what it left "
                              "(a later year of the same districts: their tile masks are reused)")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
-                        help="with --national: alternate each run with one of another checkout of this project (e.g. "
+                        help="alternate the runs with those of another checkout of this project (e.g. "
                              "`git worktree add /tmp/base <commit>`, with `.venv` linked to this one and its dbt "
-                             "manifest prepared), run from that folder with PYTHONPATH on it; prints both and the "
-                             "ratio. Not with --again")
+                             "manifest prepared), run from that folder with PYTHONPATH on it: with --national each "
+                             "run, else A (as 'A baseline', its rows checked against B's too); prints both and "
+                             "the ratios. Not with --again")
     args = parser.parse_args()
     if args.baseline and args.again:
         parser.error("--baseline and --again cannot be combined")
@@ -476,15 +477,20 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         configs = {name: write_config(work / f"{name}.yaml", province, args.years, work / f"out-{name}", split)
                    for name, split in (("A", True), ("B", False))}
+        methods = [("A", "A", None), ("B", "B", None)]
+        if args.baseline:
+            runs["A baseline"] = []
+            methods.append(("A baseline", "A", args.baseline))
         for repeat in range(args.repeat):
             rows = {}
-            for name in ("A", "B") if repeat % 2 == 0 else ("B", "A"):
-                runs[name].append(run_once(configs[name], url, work))
+            for name, config, source in methods if repeat % 2 == 0 else methods[::-1]:
+                runs[name].append(run_once(configs[config], url, work, source=source))
                 rows[name] = yearly_rows(url)
                 print(f"run {repeat + 1} {name}: {runs[name][-1]['wall']:.1f} s", file=sys.stderr, flush=True)
-            if problem := same_rows(rows["A"], rows["B"]):
-                print(f"A and B differ: {problem}")
-                return 1
+            for name in rows.keys() - {"B"}:
+                if problem := same_rows(rows[name], rows["B"]):
+                    print(f"{name} and B differ: {problem}")
+                    return 1
             if args.ui:
                 runs.setdefault("UI", []).append(run_ui(configs["A"], url, work, args.areas))
                 print(f"run {repeat + 1} UI: {runs['UI'][-1]['wall']:.1f} s, runs {runs['UI'][-1]['runs']}",
@@ -493,7 +499,7 @@ def main() -> int:
                     print(f"the UI path and B differ: {problem}")
                     return 1
     print(f"\n{args.areas} areas x {args.districts} districts of {args.km:g} x {args.km:g} km, years {args.years}, "
-          f"{os.cpu_count()} cores; median of {args.repeat} (alternated); A and B rows identical\n")
+          f"{os.cpu_count()} cores; median of {args.repeat} (alternated); every method's rows identical to B's\n")
     print("| method | wall s | CPU s | peak RSS MB | step seconds (summed by step) |")
     print("|---|---|---|---|---|")
     medians = {}
@@ -506,13 +512,17 @@ def main() -> int:
                 steps[step].append(seconds)
         slowest_first = sorted(steps.items(), key=lambda item: -max(item[1]))
         by_step = ", ".join(f"{step} {statistics.median(seconds):.1f}" for step, seconds in slowest_first)
-        label = f"{name}: {args.areas if name == 'A' else 1} area(s)"
+        label = f"{name}: {1 if name == 'B' else args.areas} area(s)"
         walls = ", ".join(f"{r['wall']:.1f}" for r in results)
         print(f"| {label} | {medians[name]['wall']:.1f} ({walls}) | {medians[name]['cpu']:.1f} | "
               f"{medians[name]['rss_mb']:.0f} | {by_step} |")
-    print(f"\nwall(A) / wall(B) = {medians['A']['wall'] / medians['B']['wall']:.2f}, CPU(A) / CPU(B) = "
-          f"{medians['A']['cpu'] / medians['B']['cpu']:.2f}, peak RSS(A) / RSS(B) = "
-          f"{medians['A']['rss_mb'] / medians['B']['rss_mb']:.2f}")
+    for name in [n for n in medians if n != "B"]:
+        print(f"\nwall({name}) / wall(B) = {medians[name]['wall'] / medians['B']['wall']:.2f}, CPU({name}) / CPU(B) = "
+              f"{medians[name]['cpu'] / medians['B']['cpu']:.2f}, peak RSS({name}) / RSS(B) = "
+              f"{medians[name]['rss_mb'] / medians['B']['rss_mb']:.2f}")
+    if "A baseline" in medians:
+        print(f"wall(A) / wall(A baseline) = {medians['A']['wall'] / medians['A baseline']['wall']:.2f}, CPU = "
+              f"{medians['A']['cpu'] / medians['A baseline']['cpu']:.2f}")
     if ui:
         wall = statistics.median(r["wall"] for r in ui)
         walls = ", ".join(f"{r['wall']:.1f}" for r in ui)
