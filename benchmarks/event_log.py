@@ -34,7 +34,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dagster_project.event_log import EVENT_BATCH_SIZE, PooledSqliteEventLogStorage  # noqa: E402
-from tests.test_event_log import _tables  # noqa: E402
+from tests.helpers import sqlite_tables  # noqa: E402
 
 
 class PerEvent(PooledSqliteEventLogStorage):
@@ -102,7 +102,7 @@ def main() -> int:
             for name, make in (variants.items() if repeat % 2 == 0 else reversed(variants.items())):
                 folder = Path(tmp) / f"{name}-{repeat}"
                 times[name].append(replay(make, events, folder))
-                tables[name] = _tables(folder)
+                tables[name] = sqlite_tables(folder)
             if any(rows != tables["bulk"] for rows in tables.values()):
                 print("the replays left different rows", file=sys.stderr)
                 return 1

@@ -36,6 +36,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy.exc as db_exc
@@ -233,11 +234,5 @@ def _runs_of(events: Sequence[EventLogEntry]) -> Iterator[tuple[list[EventLogEnt
         bulk = bool(dagster_event and event.dagster_event_type in ASSET_EVENTS and dagster_event.asset_key)
         return event.run_id, bulk
 
-    run: list[EventLogEntry] = []
-    for event in events:
-        if run and kind(event) != kind(run[0]):
-            yield run, kind(run[0])[1]
-            run = []
-        run.append(event)
-    if run:
-        yield run, kind(run[0])[1]
+    for (_, bulk), run in groupby(events, key=kind):
+        yield list(run), bulk

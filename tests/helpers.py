@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -152,3 +153,24 @@ def count_renders(monkeypatch) -> list[Path]:
 
     monkeypatch.setattr(gpd.GeoDataFrame, "to_file", counted)
     return renders
+
+
+#: Columns the database fills with the time of the write, not from the event.
+WRITE_TIME_COLUMNS = {"create_timestamp", "migration_completed"}
+
+
+def sqlite_tables(folder: Path) -> dict[str, dict[str, list[tuple]]]:
+    """Every row of every table of every SQLite file in ``folder``, by file and table, in rowid order, without
+    :data:`WRITE_TIME_COLUMNS`."""
+    out = {}
+    for path in sorted(folder.glob("*.db")):
+        with sqlite3.connect(path) as conn:
+            tables = {}
+            for (name,) in conn.execute("select name from sqlite_master where type = 'table'").fetchall():
+                columns = [r[1] for r in conn.execute(f'pragma table_info("{name}")')
+                           if r[1] not in WRITE_TIME_COLUMNS]
+                listed = ", ".join(f'"{c}"' for c in columns)
+                # names from the file's own catalogue
+                tables[name] = conn.execute(f'select {listed} from "{name}" order by rowid').fetchall()  # noqa: S608
+            out[path.name] = tables
+    return out

@@ -4,7 +4,6 @@ per process, correct under concurrent writers."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from dagster_project.event_log import PooledSqliteEventLogStorage
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import sqlite_tables
 
 PARTITIONS = [f"p{i:03d}" for i in range(60)]
 
@@ -221,27 +221,6 @@ REPLAYED = textwrap.dedent("""
 """)
 
 
-#: Columns the database fills with the time of the write, not from the event.
-WRITE_TIME_COLUMNS = {"create_timestamp", "migration_completed"}
-
-
-def _tables(folder: Path) -> dict[str, dict[str, list[tuple]]]:
-    """Every row of every table of every SQLite file in ``folder``, by file and table, in rowid order, without
-    :data:`WRITE_TIME_COLUMNS`."""
-    out = {}
-    for path in sorted(folder.glob("*.db")):
-        with sqlite3.connect(path) as conn:
-            tables = {}
-            for (name,) in conn.execute("select name from sqlite_master where type = 'table'").fetchall():
-                columns = [r[1] for r in conn.execute(f'pragma table_info("{name}")')
-                           if r[1] not in WRITE_TIME_COLUMNS]
-                listed = ", ".join(f'"{c}"' for c in columns)
-                # names from the file's own catalogue
-                tables[name] = conn.execute(f'select {listed} from "{name}" order by rowid').fetchall()  # noqa: S608
-            out[path.name] = tables
-    return out
-
-
 def test_a_batch_of_asset_events_writes_the_rows_dagsters_storage_writes_one_event_at_a_time(tmp_path, monkeypatch):
     """``store_event_batch`` writes asset events in bulk (``_store_asset_events``): replaying three real runs'
     events (planned events, partitioned materialisations with data versions, an asset check, run and step
@@ -273,7 +252,20 @@ def test_a_batch_of_asset_events_writes_the_rows_dagsters_storage_writes_one_eve
     pooled.dispose()
 
     assert max(bulk_writes) >= 4  # the partitions' planned events and materialisations went in bulk
-    expected, written = _tables(tmp_path / "stock"), _tables(tmp_path / "pooled")
+    expected, written = sqlite_tables(tmp_path / "stock"), sqlite_tables(tmp_path / "pooled")
     assert expected["index.db"]["asset_event_tags"]  # the data versions are indexed tags
     assert len(expected["index.db"]["asset_keys"]) == 2
     assert written == expected
+
+    # the asset events alone, in one batch: the three runs' events meet, and each run's go to its own file
+    assets_only = [e for e in events if e.dagster_event and e.dagster_event.asset_key
+                   and e.dagster_event_type.value.startswith("ASSET_MATERIALIZATION")]
+    stock = SqliteEventLogStorage(str(tmp_path / "stock_assets"))
+    for entry in assets_only:
+        stock.store_event(entry)
+    pooled = PooledSqliteEventLogStorage(str(tmp_path / "pooled_assets"))
+    pooled.store_event_batch(assets_only)
+    stock.dispose()
+    pooled.dispose()
+    assert len({e.run_id for e in assets_only}) == 3
+    assert sqlite_tables(tmp_path / "pooled_assets") == sqlite_tables(tmp_path / "stock_assets")
